@@ -1,0 +1,98 @@
+"""Structured JSON logs with secrets redacted, for every tpipe process.
+
+One formatter, installed once by ``configure_logging``. Every record leaves as one JSON line; the
+message and every extra field pass through ``redact`` so that webhook tokens (in query strings or
+``Authorization`` headers) and SASL passwords never reach a log line, whoever logged them
+(uvicorn, aiokafka, our own code).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+import orjson
+
+_REDACTED = "***"
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # ?token=abc / &token=abc (also access_token, sasl passwords in URLs)
+    (re.compile(r"(?i)([?&](?:access_)?token=)[^&\s\"']+"), r"\1" + _REDACTED),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + _REDACTED),
+    (re.compile(r"(?i)((?:sasl_plain_)?password['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1" + _REDACTED),
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\n,}]+"), r"\1" + _REDACTED),
+)
+_extra_secrets: set[str] = set()
+
+_STD_ATTRS = frozenset(
+    vars(logging.LogRecord("x", 0, "x", 0, "x", None, None)).keys() | {"message", "asctime", "taskName"}
+)
+
+
+def register_secret(secret: str | None) -> None:
+    """Redact this literal value wherever it appears (tokens from the CLI, SASL passwords)."""
+    if secret and len(secret) >= 4:
+        _extra_secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
+    for secret in _extra_secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                out[key] = _clean(value)
+        if record.exc_info:
+            out["exc"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(out, default=str).decode()
+
+
+class RedactingFilter(logging.Filter):
+    """For handlers we do not own (e.g. a test's caplog): redact the rendered message in place."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "aiokafka"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,78 @@
+"""Every Prometheus metric tpipe exposes, named in one place.
+
+The receiver serves them at ``/metrics`` on its HTTP port; each worker serves its own on
+``--metrics-port``. Label values are bounded (event types, statuses, worker names, partitions).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# --- receiver ---------------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "tpipe_http_requests_total", "Webhook requests by HTTP status", ["status"], registry=REGISTRY
+)
+EVENTS_ACCEPTED = Counter(
+    "tpipe_events_accepted_total", "Events acknowledged to the sender, by type", ["type"], registry=REGISTRY
+)
+EVENTS_INVALID = Counter(
+    "tpipe_events_invalid_total",
+    "Events accepted but not valid against their schema (sent to the DLQ), by type",
+    ["type"],
+    registry=REGISTRY,
+)
+SPOOL_EVENTS = Gauge("tpipe_spool_depth_events", "Events in the spool not yet confirmed by Kafka", registry=REGISTRY)
+SPOOL_BYTES = Gauge("tpipe_spool_bytes", "Bytes of spool segments on disk", registry=REGISTRY)
+SPOOL_OLDEST_AGE = Gauge(
+    "tpipe_spool_oldest_age_seconds", "Age of the oldest event not yet confirmed by Kafka", registry=REGISTRY
+)
+SPOOL_FSYNC_SECONDS = Histogram(
+    "tpipe_spool_commit_seconds",
+    "Time of one spool group commit (write + fsync)",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+    registry=REGISTRY,
+)
+SPOOL_REJECTED = Counter(
+    "tpipe_spool_rejected_total", "Requests refused with 503 because the spool was full or failing",
+    ["reason"], registry=REGISTRY,
+)
+SPOOL_CORRUPT_BYTES = Counter(
+    "tpipe_spool_corrupt_bytes_total", "Bytes moved aside by spool recovery", registry=REGISTRY
+)
+FORWARDED = Counter("tpipe_forwarded_events_total", "Events confirmed by Kafka", registry=REGISTRY)
+FORWARD_LATENCY = Histogram(
+    "tpipe_forward_latency_seconds",
+    "From acknowledgement to the sender until Kafka confirmed the event",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300),
+    registry=REGISTRY,
+)
+FORWARD_ERRORS = Counter("tpipe_forward_errors_total", "Failed Kafka publish attempts", registry=REGISTRY)
+BROKER_UP = Gauge("tpipe_broker_up", "1 when the last Kafka request succeeded", registry=REGISTRY)
+
+# --- workers ----------------------------------------------------------------------------------
+WORKER_PROCESSED = Counter(
+    "tpipe_worker_records_processed_total", "Records whose effects are durable", ["worker"], registry=REGISTRY
+)
+WORKER_FAILED = Counter(
+    "tpipe_worker_records_failed_total", "Records a worker could not process", ["worker"], registry=REGISTRY
+)
+WORKER_DLQ = Counter(
+    "tpipe_worker_dlq_total", "Records a worker sent to the dead-letter topic", ["worker"], registry=REGISTRY
+)
+WORKER_DUPLICATES = Counter(
+    "tpipe_worker_duplicates_total", "Records skipped because their event_id was already applied",
+    ["worker"], registry=REGISTRY,
+)
+WORKER_LAG = Gauge(
+    "tpipe_worker_lag_records", "Records behind the end of the partition", ["worker", "topic", "partition"],
+    registry=REGISTRY,
+)
+WORKER_COMMIT_SECONDS = Histogram(
+    "tpipe_worker_commit_seconds",
+    "Time to make one batch's effects durable and commit its offsets",
+    ["worker"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
