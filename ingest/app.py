@@ -1,0 +1,283 @@
+"""The webhook receiver: a Starlette app whose request path is auth → parse → spool → 202.
+
+``create_app(settings)`` builds it; the lifespan opens (and recovers) the spool, starts the group
+commit loop and the forwarder, and on shutdown drains the spool to Kafka within the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingest.forwarder import Forwarder, publish
+from ingest.records import RecordBuilder
+from ingest.settings import IngestSettings
+from ingest.spool.frame import decode_at
+from ingest.spool.log import Spool, SpoolFull, SpoolWriteError
+from ingest.tokens import TokenStore
+from schemas import topics
+from schemas.parse import BodyError, parse_body
+from tpipe import kafka_clients, metrics
+from tpipe.logs import register_secret
+
+log = logging.getLogger("tpipe.ingest")
+
+_JSON = "application/json"
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    metrics.HTTP_REQUESTS.labels(str(status)).inc()
+    return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
+
+
+class PayloadTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _token_of(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else None
+    if request.scope.get("query_string"):
+        return request.query_params.get("token")
+    return None
+
+
+class Receiver:
+    """State shared by the routes: tokens, spool, forwarder, producer."""
+
+    def __init__(self, settings: IngestSettings, tokens: TokenStore | None = None) -> None:
+        self.settings = settings
+        for t in settings.token:
+            register_secret(t.get_secret_value())
+        if settings.kafka_sasl_password is not None:
+            register_secret(settings.kafka_sasl_password.get_secret_value())
+        self.tokens = tokens or TokenStore([t.get_secret_value() for t in settings.token], settings.tokens_file)
+        validator = None
+        if settings.validate_events:
+            from schemas.validate import validate_event
+
+            validator = validate_event
+        self.builder = RecordBuilder(settings.topic_prefix, validator)
+        self.spool: Spool | None = None
+        self.forwarder: Forwarder | None = None
+        self._direct_producer: AIOKafkaProducer | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.accepting = False
+
+    # ---- Kafka ---------------------------------------------------------------------------------
+    async def _start_producer(self) -> AIOKafkaProducer:
+        s = self.settings
+        await kafka_clients.ensure_topics(s, [*topics.all_event_topics(s.topic_prefix), topics.dlq_topic(s.topic_prefix)])
+        producer = kafka_clients.make_producer(s, role="forwarder")
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        s = self.settings
+        if self.tokens.count == 0:
+            raise RuntimeError("no webhook token configured: pass --token or create one with `tpipe token new`")
+        loop = asyncio.get_running_loop()
+        if s.durability == "spool":
+            self.spool = Spool(
+                s.spool_dir,
+                max_bytes=s.spool_max_bytes,
+                segment_bytes=s.spool_segment_bytes,
+                commit_delay_s=s.spool_commit_delay_ms / 1000,
+            )
+            rep = self.spool.open()
+            log.info(
+                "spool recovered",
+                extra={"pending_events": rep.pending_events, "damaged_bytes": rep.damaged_bytes,
+                       "damaged_ranges": len(rep.damaged), "spool_dir": str(s.spool_dir)},
+            )
+            metrics.SPOOL_CORRUPT_BYTES.inc(rep.damaged_bytes)
+            self.spool.start()
+            self.forwarder = Forwarder(self.spool, self._start_producer, batch_events=s.forward_batch_events)
+            self._tasks.append(loop.create_task(self.forwarder.run(), name="forwarder"))
+        else:
+            self._direct_producer = await self._start_producer()
+        self._tasks.append(loop.create_task(self._watch_tokens(), name="tokens-watch"))
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self._reload_tokens)
+        self.accepting = True
+        log.info("receiver ready", extra={"durability": s.durability, "tokens": self.tokens.count})
+        try:
+            yield
+        finally:
+            self.accepting = False
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        s = self.settings
+        if self.forwarder is not None and self.spool is not None:
+            drained = await self.forwarder.drain(s.drain_timeout_s)
+            left = self.spool.stats().pending_events
+            log.info("shutdown: spool drain", extra={"drained": drained, "left_in_spool": left})
+            await self.forwarder.close()
+            await self.spool.close()
+        if self._direct_producer is not None:
+            await self._direct_producer.stop()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    def _reload_tokens(self) -> None:
+        try:
+            if self.tokens.reload():
+                log.info("tokens reloaded", extra={"active_tokens": self.tokens.count})
+        except Exception as exc:  # keep the old set on a bad file
+            log.error("tokens file rejected, keeping the previous tokens", extra={"error": str(exc)})
+
+    async def _watch_tokens(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if self.tokens.reload_if_changed():
+                    log.info("tokens reloaded", extra={"active_tokens": self.tokens.count})
+            except Exception as exc:
+                log.error("tokens file rejected, keeping the previous tokens", extra={"error": str(exc)})
+
+    # ---- routes --------------------------------------------------------------------------------
+    async def webhook(self, request: Request) -> Response:
+        s = self.settings
+        if not self.tokens.check(_token_of(request)):
+            return _json(401, {"error": "unauthorized", "reason": "missing or invalid token (Bearer header or ?token=)"})
+        try:
+            body = await _read_body(request, s.max_body_bytes)
+        except PayloadTooLarge:
+            return _json(413, {"error": "payload_too_large", "reason": f"body exceeds {s.max_body_bytes} bytes"})
+        received_at_ms = time.time_ns() // 1_000_000
+        try:
+            envelopes = parse_body(body, received_at_ms=received_at_ms)
+        except BodyError as exc:
+            return _json(400, {"error": "bad_request", "reason": exc.reason})
+        frames: list[bytes] = []
+        accepted: list[dict[str, str]] = []
+        for env in envelopes:
+            topic, data, errors = self.builder.build(env)
+            frames.append(data)
+            accepted.append({"event_id": env.event_id, "type": env.type, "topic": topic})
+            metrics.EVENTS_ACCEPTED.labels(env.type).inc()
+            if errors:
+                metrics.EVENTS_INVALID.labels(env.type).inc()
+        if s.durability == "spool":
+            assert self.spool is not None
+            try:
+                await self.spool.append(frames)
+            except SpoolFull as exc:
+                metrics.SPOOL_REJECTED.labels("full").inc()
+                return _json(503, {"error": "spool_full", "reason": str(exc)}, {"Retry-After": str(s.retry_after_s)})
+            except SpoolWriteError as exc:
+                metrics.SPOOL_REJECTED.labels("write_error").inc()
+                return _json(503, {"error": "spool_unavailable", "reason": str(exc)}, {"Retry-After": str(s.retry_after_s)})
+        else:
+            try:
+                await self._publish_direct(frames)
+            except Exception as exc:
+                return _json(503, {"error": "kafka_unavailable", "reason": f"{type(exc).__name__}: {exc}"},
+                             {"Retry-After": str(s.retry_after_s)})
+        if s.log_requests:
+            log.info("accepted", extra={"event_ids": [a["event_id"] for a in accepted]})
+        return _json(202, {"accepted": len(accepted), "events": accepted})
+
+    async def _publish_direct(self, frames: list[bytes]) -> None:
+        if self._direct_producer is None:
+            raise RuntimeError("no Kafka producer")
+        records = [decode_at(f, 0)[0] for f in frames]
+        await asyncio.wait_for(publish(self._direct_producer, records), timeout=self.settings.broker_timeout_s)
+
+    def _status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"durability": self.settings.durability, "accepting": self.accepting}
+        if self.spool is not None:
+            st = self.spool.stats()
+            out["spool"] = {
+                "pending_events": st.pending_events,
+                "pending_bytes": st.pending_bytes,
+                "max_bytes": st.max_bytes,
+                "oldest_age_s": None if st.oldest_age_s is None else round(st.oldest_age_s, 3),
+                "segments": st.segments,
+                "writable": st.writable,
+                "last_write_error": st.last_write_error,
+                "damaged_bytes_recovered": st.damaged_bytes_recovered,
+            }
+        fw = self.forwarder
+        out["broker"] = {
+            "up": bool(fw.broker_up) if fw else self._direct_producer is not None,
+            "last_error": fw.last_error if fw else None,
+        }
+        return out
+
+    async def healthz(self, request: Request) -> Response:
+        return Response(orjson.dumps({"status": "ok", **self._status()}), media_type=_JSON)
+
+    async def readyz(self, request: Request) -> Response:
+        st = self._status()
+        if self.settings.durability == "spool":
+            ready = self.accepting and st["spool"]["writable"]
+        else:
+            ready = self.accepting and st["broker"]["up"]
+        return Response(
+            orjson.dumps({"status": "ready" if ready else "not_ready", **st}),
+            status_code=200 if ready else 503,
+            media_type=_JSON,
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        if self.spool is not None:
+            st = self.spool.stats()
+            metrics.SPOOL_EVENTS.set(st.pending_events)
+            metrics.SPOOL_BYTES.set(st.pending_bytes)
+            metrics.SPOOL_OLDEST_AGE.set(st.oldest_age_s or 0.0)
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: IngestSettings, *, tokens: TokenStore | None = None) -> Starlette:
+    receiver = Receiver(settings, tokens)
+    app = Starlette(
+        routes=[
+            Route("/webhook", receiver.webhook, methods=["POST"]),
+            Route("/healthz", receiver.healthz, methods=["GET"]),
+            Route("/readyz", receiver.readyz, methods=["GET"]),
+            Route("/metrics", receiver.metrics, methods=["GET"]),
+        ],
+        lifespan=receiver.lifespan,
+    )
+    app.state.receiver = receiver
+    return app

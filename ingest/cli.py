@@ -1,0 +1,110 @@
+"""``tpipe serve`` (the receiver) and ``tpipe token new|list|revoke``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ingest.settings import IngestSettings
+from tpipe.cli_support import add_settings_arguments, settings_from_args
+
+DEFAULT_TOKENS_FILE = Path("var/tokens.json")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser("serve", help="run the webhook receiver")
+    add_settings_arguments(serve, IngestSettings)
+    serve.set_defaults(func=_serve)
+
+    token = sub.add_parser("token", help="manage webhook tokens (digests only are stored)")
+    token.add_argument("--tokens-file", type=Path, default=None, help=f"default: env TPIPE_TOKENS_FILE or {DEFAULT_TOKENS_FILE}")
+    tsub = token.add_subparsers(dest="token_cmd", required=True)
+    new = tsub.add_parser("new", help="create a token; it is printed once and never stored")
+    new.add_argument("--label", default="")
+    new.set_defaults(func=_token_new)
+    ls = tsub.add_parser("list", help="list tokens (ids, labels, dates; never the token)")
+    ls.set_defaults(func=_token_list)
+    rv = tsub.add_parser("revoke", help="revoke a token by id; receivers reload without restart")
+    rv.add_argument("id")
+    rv.set_defaults(func=_token_revoke)
+
+
+def _tokens_file(args: argparse.Namespace) -> Path:
+    import os
+
+    if args.tokens_file:
+        return Path(args.tokens_file)
+    env = os.environ.get("TPIPE_TOKENS_FILE")
+    return Path(env) if env else DEFAULT_TOKENS_FILE
+
+
+def _token_new(args: argparse.Namespace) -> int:
+    from ingest.tokens import TokenError, TokensFile
+
+    try:
+        token, entry = TokensFile(_tokens_file(args)).new(args.label)
+    except TokenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"id:    {entry.id}", file=sys.stderr)
+    print("token (shown once, store it in Teslemetry's webhook settings):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from ingest.tokens import TokensFile
+
+    entries = TokensFile(_tokens_file(args)).load()
+    print(f"{'ID':<14} {'STATUS':<8} {'CREATED':<21} {'REVOKED':<21} LABEL")
+    for e in entries:
+        status = "active" if e.active else "revoked"
+        print(f"{e.id:<14} {status:<8} {e.created_at:<21} {e.revoked_at or '-':<21} {e.label}")
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from ingest.tokens import TokenError, TokensFile
+
+    try:
+        e = TokensFile(_tokens_file(args)).revoke(args.id)
+    except TokenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"revoked {e.id} at {e.revoked_at}")
+    return 0
+
+
+def build_server(settings: IngestSettings):  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    from ingest.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    settings = settings_from_args(IngestSettings, args)
+    if settings.tokens_file is None and not settings.token and DEFAULT_TOKENS_FILE.exists():
+        settings = settings.model_copy(update={"tokens_file": DEFAULT_TOKENS_FILE})
+    server = build_server(settings)
+    server.run()
+    if not server.started:
+        return 3
+    del os
+    return 0

@@ -1,0 +1,140 @@
+"""Forwarder: publishes the spool to Kafka in spool order and advances the cursor after Kafka acks.
+
+It survives a broker that is down at start, goes away, or is slow: the spool keeps growing on disk,
+and the forwarder retries with backoff until the broker takes the records again. The cursor moves
+only after every record of a chunk was acknowledged (acks=all, idempotent producer), so a crash or
+a failed chunk means re-sending — at-least-once into Kafka, with the same ``event_id`` for consumers
+to deduplicate on — never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from ingest.spool.frame import SpoolRecord
+from ingest.spool.log import Spool
+from tpipe import metrics
+
+log = logging.getLogger("tpipe.forwarder")
+
+ProducerFactory = Callable[[], Awaitable[AIOKafkaProducer]]
+
+
+async def publish(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> None:
+    """Send every record and wait for all acknowledgements; raises the first failure."""
+    futures = [
+        await producer.send(r.topic, r.value, key=r.key, headers=r.headers, timestamp_ms=r.timestamp_ms)
+        for r in records
+    ]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for res in results:
+        if isinstance(res, BaseException):
+            raise res
+
+
+class Forwarder:
+    def __init__(
+        self,
+        spool: Spool,
+        producer_factory: ProducerFactory,
+        *,
+        batch_events: int = 5000,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.spool = spool
+        self._factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+        self.batch_events = batch_events
+        self.max_backoff_s = max_backoff_s
+        self.broker_up = False
+        self.last_error: str | None = None
+        self.forwarded = 0
+        self._stop = asyncio.Event()
+        self._idle = asyncio.Event()
+
+    @property
+    def producer(self) -> AIOKafkaProducer | None:
+        return self._producer
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            self._producer = await self._factory()
+        return self._producer
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.spool.committed.set()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            self.spool.committed.clear()
+            records, end = self.spool.read(self.spool.cursor, max_records=self.batch_events)
+            if not records:
+                if end != self.spool.cursor:  # stepped over a finished segment
+                    self.spool.advance(end, 0)
+                self._idle.set()
+                await self.spool.committed.wait()
+                continue
+            self._idle.clear()
+            try:
+                producer = await self._ensure_producer()
+                await publish(producer, records)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                self._mark_down(exc)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            backoff = 0.1
+            if not self.broker_up:
+                log.info("kafka reachable, forwarding", extra={"backlog_events": self.spool.stats().pending_events})
+            self.broker_up, self.last_error = True, None
+            metrics.BROKER_UP.set(1)
+            self.spool.advance(end, len(records))
+            self.forwarded += len(records)
+            metrics.FORWARDED.inc(len(records))
+            metrics.FORWARD_LATENCY.observe(max(0.0, time.time() - records[0].spooled_at_ms / 1000))
+        self._idle.set()
+
+    def _mark_down(self, exc: BaseException) -> None:
+        msg = f"{type(exc).__name__}: {exc}"
+        if self.broker_up or self.last_error is None:
+            log.warning("kafka publish failed, keeping events in the spool", extra={"error": msg})
+        self.broker_up, self.last_error = False, msg
+        metrics.BROKER_UP.set(0)
+        metrics.FORWARD_ERRORS.inc()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until the spool is fully forwarded or ``timeout_s`` passes; True if drained."""
+        deadline = time.monotonic() + timeout_s
+        while self.spool.has_unforwarded():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.spool.committed.set()  # wake the loop in case it waits
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=min(remaining, 0.5))
+            except TimeoutError:
+                pass
+            if self.spool.has_unforwarded():
+                self._idle.clear()
+                await asyncio.sleep(0)
+        return True
+
+    async def close(self) -> None:
+        self.stop()
+        if self._producer is not None:
+            try:
+                await self._producer.stop()
+            except Exception:
+                log.warning("producer stop failed", exc_info=True)
+            self._producer = None

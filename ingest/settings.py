@@ -1,0 +1,38 @@
+"""Receiver settings: every field is a ``tpipe serve`` flag and a ``TPIPE_*`` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from tpipe.settings import KafkaSettings
+
+
+class IngestSettings(KafkaSettings):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: list[SecretStr] = Field(
+        default_factory=list, description="accepted webhook token (repeatable; at most 10 active)"
+    )
+    tokens_file: Path | None = Field(
+        None, description="JSON file of token digests managed by `tpipe token`; reloaded on change and SIGHUP"
+    )
+    durability: Literal["spool", "broker"] = Field(
+        "spool",
+        description="spool: 202 once fsync'd to the local spool; broker: 202 only after Kafka acknowledged",
+    )
+    spool_dir: Path = Path("var/spool")
+    spool_max_bytes: int = Field(1 << 30, description="refuse (503) when unforwarded spool data exceeds this")
+    spool_segment_bytes: int = Field(64 << 20, description="roll to a new segment file past this size")
+    spool_commit_delay_ms: float = Field(
+        0.0, description="extra wait before a group commit to gather more requests (0: commit as soon as idle)"
+    )
+    forward_batch_events: int = Field(5000, description="events read from the spool per Kafka round trip")
+    max_body_bytes: int = Field(1 << 20, description="larger bodies get 413")
+    validate_events: bool = Field(True, description="validate each event against its JSON Schema (invalid ones go to the DLQ)")
+    drain_timeout_s: float = Field(15.0, description="on SIGTERM, time allowed to forward the spool before exit")
+    broker_timeout_s: float = Field(10.0, description="durability=broker: wait this long for Kafka before 503")
+    retry_after_s: int = Field(5, description="Retry-After sent with 503")
+    log_requests: bool = Field(False, description="one JSON log line per request (one per spool commit always)")

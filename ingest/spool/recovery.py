@@ -1,0 +1,118 @@
+"""Spool recovery at start: keep every valid frame, move damaged bytes aside and report them.
+
+A crash can leave a torn frame at the end of the last segment; a disk can flip bits anywhere. Every
+unforwarded byte is checked against its frame CRC. Damaged ranges are copied to ``corrupt/`` with a
+line in ``corrupt/report.jsonl`` (never silently dropped); the torn tail of a segment is truncated so
+the good prefix stays readable. The forwarder skips the same ranges with the same rule
+(``frame.next_valid``), so nothing after a damaged range is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from ingest.spool import frame
+from ingest.spool.files import QUARANTINE_DIR, Position, fsync_dir, list_segments, read_cursor, segment_path
+
+log = logging.getLogger("tpipe.spool")
+
+
+@dataclass(slots=True)
+class DamagedRange:
+    segment: int
+    start: int
+    end: int
+    saved_to: str
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    cursor: Position
+    segments: dict[int, int] = field(default_factory=dict)  # segment -> size after recovery
+    pending_events: int = 0
+    oldest_spooled_ms: int | None = None
+    # (position after the last frame of a segment, spooled_at of the segment's first pending frame, count)
+    pending_runs: list[tuple[Position, int, int]] = field(default_factory=list)
+    damaged: list[DamagedRange] = field(default_factory=list)
+
+    @property
+    def damaged_bytes(self) -> int:
+        return sum(d.end - d.start for d in self.damaged)
+
+
+def _quarantine(root: Path, seg: int, start: int, data: bytes, reason: str) -> DamagedRange:
+    qdir = root / QUARANTINE_DIR
+    qdir.mkdir(exist_ok=True)
+    name = f"{seg:020d}-{start}-{start + len(data)}.bin"
+    (qdir / name).write_bytes(data)
+    entry = {
+        "segment": seg,
+        "start": start,
+        "end": start + len(data),
+        "bytes": len(data),
+        "reason": reason,
+        "saved_to": name,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with open(qdir / "report.jsonl", "ab") as fh:
+        fh.write(orjson.dumps(entry) + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    log.error("spool damage moved aside", extra={"spool_damage": entry})
+    return DamagedRange(seg, start, start + len(data), str(qdir / name))
+
+
+def recover(root: Path) -> RecoveryReport:
+    root.mkdir(parents=True, exist_ok=True)
+    cursor = read_cursor(root)
+    report = RecoveryReport(cursor=cursor)
+    segments = list_segments(root)
+    for seg in segments:
+        path = segment_path(root, seg)
+        if seg < cursor.segment:  # fully forwarded, deletion was interrupted
+            path.unlink(missing_ok=True)
+            continue
+        data = path.read_bytes()
+        off = cursor.offset if seg == cursor.segment else 0
+        off = min(off, len(data))
+        first_ms: int | None = None
+        count = 0
+        truncate_at: int | None = None
+        while off < len(data):
+            try:
+                rec, nxt = frame.decode_at(data, off)
+            except (frame.Corrupt, frame.Incomplete) as exc:
+                good = frame.next_valid(data, off)
+                end = good if good is not None else len(data)
+                reason = "torn frame at end of segment" if isinstance(exc, frame.Incomplete) else "bad checksum or header"
+                report.damaged.append(_quarantine(root, seg, off, data[off:end], reason))
+                if good is None:
+                    truncate_at = off
+                    break
+                off = good
+                continue
+            if first_ms is None:
+                first_ms = rec.spooled_at_ms
+            count += 1
+            off = nxt
+        if truncate_at is not None:
+            with open(path, "r+b") as fh:
+                fh.truncate(truncate_at)
+                fh.flush()
+                os.fsync(fh.fileno())
+        size = truncate_at if truncate_at is not None else len(data)
+        report.segments[seg] = size
+        if count:
+            report.pending_events += count
+            report.pending_runs.append((Position(seg, size), first_ms or 0, count))
+            if report.oldest_spooled_ms is None:
+                report.oldest_spooled_ms = first_ms
+    if report.damaged:
+        fsync_dir(root)
+    return report
