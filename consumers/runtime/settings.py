@@ -1,0 +1,26 @@
+"""Options every worker takes, on top of the Kafka connection (each is also a ``TPIPE_*`` variable)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tpipe.settings import KafkaSettings
+
+
+class WorkerSettings(KafkaSettings):
+    """Consumer-loop options shared by all workers; workers subclass it for their own options.
+
+    ``metrics_port`` defaults to 0 (no HTTP server) here; each worker's subclass sets its default
+    (telemetry 9101, alerts 9102, credits 9103).
+    """
+
+    group_id: str | None = Field(None, description="consumer group (default: <topic prefix>.<worker name>)")
+    batch_size: int = Field(500, ge=1, description="most records handed to the worker per batch")
+    batch_timeout_ms: int = Field(1000, ge=1, description="longest wait for a batch to fill")
+    metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port (0: off)")
+    metrics_addr: str = Field("0.0.0.0", description="address the metrics server binds")
+    drain_timeout_s: float = Field(30.0, gt=0, description="on SIGTERM, longest wait to finish and flush")
+    retry_backoff_ms: int = Field(1000, ge=1, description="first back-off after a retryable failure (doubles, max 30 s)")
+
+    def group_for(self, worker_name: str) -> str:
+        return self.group_id or f"{self.topic_prefix}.{worker_name}"
