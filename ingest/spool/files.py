@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import orjson
 
 SEGMENT_SUFFIX = ".seg"
 CURSOR_NAME = "cursor.json"
@@ -41,21 +41,54 @@ def fsync_dir(root: Path) -> None:
         os.close(fd)
 
 
-def read_cursor(root: Path) -> Position:
+# The cursor file has two fixed 32-byte slots written alternately in place (seq, segment, offset,
+# crc). Writing in place needs no new disk blocks, so the forwarder can still advance — and free
+# space — when the disk is full; the slot with the highest valid seq wins after a torn write.
+_SLOT = struct.Struct("<QQQI4x")
+
+
+def _slot_crc(seq: int, segment: int, offset: int) -> int:
+    return zlib.crc32(struct.pack("<QQQ", seq, segment, offset))
+
+
+def read_cursor(root: Path) -> tuple[Position, int]:
+    """The last durable cursor and its sequence number ((0, 0), 0 when there is none)."""
     try:
-        data = orjson.loads((root / CURSOR_NAME).read_bytes())
-        return Position(int(data["segment"]), int(data["offset"]))
+        data = (root / CURSOR_NAME).read_bytes()
     except FileNotFoundError:
-        return Position(0, 0)
+        return Position(0, 0), 0
+    best: tuple[int, Position] | None = None
+    for i in range(2):
+        chunk = data[i * _SLOT.size : (i + 1) * _SLOT.size]
+        if len(chunk) < _SLOT.size:
+            continue
+        seq, seg, off, crc = _SLOT.unpack(chunk)
+        if crc == _slot_crc(seq, seg, off) and (best is None or seq > best[0]):
+            best = (seq, Position(seg, off))
+    return (best[1], best[0]) if best else (Position(0, 0), 0)
 
 
-def write_cursor(root: Path, pos: Position) -> None:
-    """Atomically replace the cursor (write, fsync, rename): after a crash it is the old or the new one."""
-    tmp = root / (CURSOR_NAME + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, orjson.dumps({"segment": pos.segment, "offset": pos.offset}))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, root / CURSOR_NAME)
+class CursorFile:
+    """Durable forward position, updated in place (no allocation)."""
+
+    def __init__(self, root: Path) -> None:
+        path = root / CURSOR_NAME
+        self.position, self.seq = read_cursor(root)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if os.fstat(self._fd).st_size < 2 * _SLOT.size:
+            os.pwrite(self._fd, b"\0" * (2 * _SLOT.size), 0)
+            if self.seq:
+                self.write(self.position)
+            os.fsync(self._fd)
+            fsync_dir(root)
+
+    def write(self, pos: Position) -> None:
+        self.seq += 1
+        slot = self.seq % 2
+        os.pwrite(self._fd, _SLOT.pack(self.seq, pos.segment, pos.offset, _slot_crc(self.seq, pos.segment, pos.offset)),
+                  slot * _SLOT.size)
+        os.fdatasync(self._fd)
+        self.position = pos
+
+    def close(self) -> None:
+        os.close(self._fd)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.spool import frame
-from ingest.spool.files import Position, fsync_dir, list_segments, segment_path, write_cursor
+from ingest.spool.files import CursorFile, Position, fsync_dir, list_segments, segment_path
 from ingest.spool.recovery import RecoveryReport, recover
 
 log = logging.getLogger("tpipe.spool")
@@ -72,12 +72,16 @@ class Spool:
         self._task: asyncio.Task[None] | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-io")
         self._closing = False
+        self._writing = False
+        self._cursor_file: CursorFile | None = None
+        self.commits = 0  # group commits done (each one write + fdatasync)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def open(self) -> RecoveryReport:
         """Recover what is on disk and open a fresh segment for appends (synchronous, at start)."""
         self.root.mkdir(parents=True, exist_ok=True)
         rep = recover(self.root)
+        self._cursor_file = CursorFile(self.root)
         self.recovery = rep
         self._cursor = rep.cursor
         self._sizes = dict(rep.segments)
@@ -102,6 +106,8 @@ class Spool:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._cursor_file is not None:
+            self._cursor_file.close()
         self._io.shutdown(wait=True)
 
     def _open_segment(self, seg: int) -> None:
@@ -150,8 +156,10 @@ class Spool:
                 if self._sizes[self._active] > 0 and self._sizes[self._active] + len(data) > self.segment_bytes:
                     self._active += 1
                     self._open_segment(self._active)
+                self._writing = True
                 await loop.run_in_executor(self._io, self._write_durably, data)
             except OSError as exc:
+                self._writing = False
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.error("spool write failed", extra={"error": self._last_error, "events": count})
                 err = SpoolWriteError(self._last_error)
@@ -162,7 +170,9 @@ class Spool:
             from tpipe.metrics import SPOOL_FSYNC_SECONDS
 
             SPOOL_FSYNC_SECONDS.observe(time.perf_counter() - started)
+            self._writing = False
             self._last_error = None
+            self.commits += 1
             self._sizes[self._active] += len(data)  # sizes only ever count fsync'd bytes
             self._events += count
             self._runs.append((Position(self._active, self._sizes[self._active]), int(time.time() * 1000), count))
@@ -246,7 +256,8 @@ class Spool:
 
     def advance(self, new_cursor: Position, events: int) -> None:
         """Kafka confirmed everything before ``new_cursor``: persist it and delete finished segments."""
-        write_cursor(self.root, new_cursor)
+        assert self._cursor_file is not None
+        self._cursor_file.write(new_cursor)
         self._cursor = new_cursor
         self._events = max(0, self._events - events)
         while self._runs and self._runs[0][0] <= new_cursor:
@@ -254,6 +265,22 @@ class Spool:
         for seg in [s for s in self._sizes if s < new_cursor.segment and s != self._active]:
             segment_path(self.root, seg).unlink(missing_ok=True)
             del self._sizes[seg]
+        # Caught up with a large (or failing) active segment: start a new one so the old can go.
+        active_size = self._sizes.get(self._active, 0)
+        if (
+            new_cursor == Position(self._active, active_size)
+            and not self._writing
+            and not self._pending
+            and (active_size >= min(self.segment_bytes, 1 << 20) or self._last_error is not None)
+        ):
+            os.close(self._fd)
+            self._fd = -1
+            segment_path(self.root, self._active).unlink(missing_ok=True)
+            del self._sizes[self._active]
+            self._active += 1
+            self._open_segment(self._active)
+            self._cursor = Position(self._active, 0)
+            self._cursor_file.write(self._cursor)
 
     # ---- observability -------------------------------------------------------------------------
     def stats(self) -> SpoolStats:

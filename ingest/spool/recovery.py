@@ -70,7 +70,7 @@ def _quarantine(root: Path, seg: int, start: int, data: bytes, reason: str) -> D
 
 def recover(root: Path) -> RecoveryReport:
     root.mkdir(parents=True, exist_ok=True)
-    cursor = read_cursor(root)
+    cursor, _ = read_cursor(root)
     report = RecoveryReport(cursor=cursor)
     segments = list_segments(root)
     for seg in segments:
