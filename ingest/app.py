@@ -96,7 +96,7 @@ class Receiver:
     # ---- Kafka ---------------------------------------------------------------------------------
     async def _start_producer(self) -> AIOKafkaProducer:
         s = self.settings
-        await kafka_clients.ensure_topics(s, [*topics.all_event_topics(s.topic_prefix), topics.dlq_topic(s.topic_prefix)])
+        await kafka_clients.ensure_topics(s, topics.all_topics(s.topic_prefix))
         producer = kafka_clients.make_producer(s, role="forwarder")
         try:
             await producer.start()
