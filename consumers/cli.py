@@ -1,0 +1,129 @@
+"""Top-level ``tpipe consumers`` (``reset``) and ``tpipe topics`` (``create``, ``list``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from aiokafka.errors import KafkaError
+
+from consumers.replay.selection import ReplayError
+from tpipe.cli_support import add_settings_arguments, settings_from_args
+from tpipe.settings import KafkaSettings
+
+__all__ = ["register"]
+
+_TOPIC_FIELDS = {"topic_partitions", "topic_retention_ms"}
+
+
+def _fail(cmd: str, exc: BaseException) -> int:
+    from tpipe.logs import redact
+
+    print(f"tpipe {cmd}: error: {redact(str(exc))}", file=sys.stderr)
+    return 1
+
+
+def _run_reset(args: argparse.Namespace) -> int:
+    from consumers.replay.reset import format_plan, reset_group
+    from consumers.replay.timeparse import format_ms, parse_time_ms
+
+    settings = settings_from_args(KafkaSettings, args)
+    to: int | str
+    if args.to.lower() in ("earliest", "latest"):
+        to = args.to.lower()
+    else:
+        try:
+            to = parse_time_ms(args.to)
+        except ValueError as exc:
+            return _fail("consumers reset", exc)
+    label = to if isinstance(to, str) else format_ms(to)
+    try:
+        rows = asyncio.run(reset_group(settings, args.group, to, topics=args.topic or None, execute=args.execute))
+    except (ReplayError, KafkaError) as exc:
+        return _fail("consumers reset", exc)
+    print(format_plan(args.group, label, rows, executed=args.execute))
+    return 0
+
+
+def _run_topics_create(args: argparse.Namespace) -> int:
+    from consumers.replay.topics import create_topics, format_retention, parse_retention_ms
+
+    settings = settings_from_args(KafkaSettings, args)
+    try:
+        retention = parse_retention_ms(args.retention) if args.retention else None
+        if args.partitions is not None and args.partitions < 1:
+            raise ReplayError("--partitions must be at least 1")
+        created, existing = asyncio.run(create_topics(settings, retention_ms=retention, partitions=args.partitions))
+    except (ReplayError, KafkaError) as exc:
+        return _fail("topics create", exc)
+    eff_retention = retention if retention is not None else settings.topic_retention_ms
+    parts = args.partitions or settings.topic_partitions
+    for name in created:
+        ret = "broker default" if eff_retention is None else format_retention(eff_retention)
+        print(f"created {name} (partitions {parts}, retention {ret})")
+    for name in existing:
+        print(f"exists  {name} (unchanged; see `tpipe topics list`)")
+    return 0
+
+
+def _run_topics_list(args: argparse.Namespace) -> int:
+    from consumers.replay.topics import format_retention, list_topics
+
+    settings = settings_from_args(KafkaSettings, args)
+    try:
+        infos = asyncio.run(list_topics(settings))
+    except KafkaError as exc:
+        return _fail("topics list", exc)
+    head = ("topic", "partitions", "retention", "records")
+    rows = [
+        (i.name, str(i.partitions), format_retention(i.retention_ms), f"{i.records:,}")
+        if i.exists
+        else (i.name, "-", "-", "(missing)")
+        for i in infos
+    ]
+    widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(head)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    for r in rows:
+        print("  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths, strict=True))))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    consumers = sub.add_parser("consumers", help="consumer-group tools (reset a stopped worker's position)")
+    csub = consumers.add_subparsers(dest="consumers_command", required=True, metavar="ACTION")
+    reset = csub.add_parser(
+        "reset",
+        help="move a stopped worker's group to a time (dry run unless --execute)",
+        description="Move a consumer group's committed offsets to the first record at or after --to "
+                    "(like kafka-consumer-groups --reset-offsets --to-datetime). Prints the plan; --execute "
+                    "applies it. Refuses while the group has members, and for the lake (telemetry) worker, "
+                    "whose position lives in the lake.",
+    )
+    reset.add_argument("--group", required=True, help="consumer group, e.g. teslemetry.alerts")
+    reset.add_argument("--to", required=True, metavar="T",
+                       help="ISO-8601, epoch ms, relative (2h, 7d: ago), 'earliest' or 'latest'")
+    reset.add_argument("--topic", action="append", default=[],
+                       help="only these topics (repeatable; default: every topic the group has offsets for)")
+    reset.add_argument("--execute", action="store_true", help="apply the plan (default: print it only)")
+    add_settings_arguments(reset, KafkaSettings)
+    reset.set_defaults(func=_run_reset)
+
+    topics = sub.add_parser("topics", help="create and list the pipeline's Kafka topics")
+    tsub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    create = tsub.add_parser(
+        "create",
+        help="create the event, dlq and notifications topics that are missing",
+        description="Create every topic of the contract that does not exist yet. Existing topics are not "
+                    "changed (see docs/replay.md to change the retention of an existing topic).",
+    )
+    create.add_argument("--retention", metavar="DURATION",
+                        help="retention.ms of new topics: 30d, 12h, 1w, or 'infinite' "
+                             "(default: env TPIPE_TOPIC_RETENTION_MS, else the broker's default)")
+    create.add_argument("--partitions", type=int, metavar="N",
+                        help="partitions of new topics (default: env TPIPE_TOPIC_PARTITIONS, else 3)")
+    add_settings_arguments(create, KafkaSettings, skip=_TOPIC_FIELDS)
+    create.set_defaults(func=_run_topics_create)
+    lst = tsub.add_parser("list", help="the topics with partitions, retention and record counts")
+    add_settings_arguments(lst, KafkaSettings, skip=_TOPIC_FIELDS)
+    lst.set_defaults(func=_run_topics_list)
