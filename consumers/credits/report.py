@@ -1,0 +1,141 @@
+"""The credits report: balance, usage per day and per type, burn rate, projected run-out date.
+
+``build_report`` computes the numbers from the ledger; ``render_text`` prints them as tables;
+``render_png`` draws daily usage (bars) and end-of-day balance (line) with matplotlib's Agg backend.
+
+Burn rate = credits spent in the trailing window (``window_days``, ending at ``as_of``) divided by
+the window length in days. Projected run-out = ``as_of`` + balance / burn rate (none when nothing
+was spent in the window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from consumers.credits.store import CreditStore
+from consumers.sqlstore import ms_to_iso, now_ms, render_table
+
+__all__ = ["CreditReport", "build_report", "render_png", "render_text"]
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class CreditReport:
+    as_of_ms: int
+    days: int
+    window_days: float
+    balance: int | None
+    balance_at_ms: int | None
+    totals: dict[str, int]
+    window_cost: int
+    burn_per_day: float
+    runs_out_ms: int | None
+    by_day: list[dict[str, Any]] = field(default_factory=list)
+    by_type: list[dict[str, Any]] = field(default_factory=list)
+    alarm: dict[str, Any] | None = None
+
+
+def build_report(store: CreditStore, *, days: int = 14, window_days: float = 7.0, as_of_ms: int | None = None) -> CreditReport:
+    as_of = as_of_ms if as_of_ms is not None else now_ms()
+    newest = store.current()
+    window_start = as_of - int(window_days * DAY_MS)
+    window_cost = store.cost_between(window_start, as_of + 1)
+    burn = window_cost / window_days if window_days > 0 else 0.0
+    balance = int(newest["balance"]) if newest else None
+    runs_out = None
+    if balance is not None and burn > 0:
+        runs_out = as_of + int(max(balance, 0) / burn * DAY_MS)
+    # ``days`` calendar days ending with as_of's day (UTC), every day listed even without events.
+    end_day = datetime.fromtimestamp(as_of / 1000, UTC).date()
+    first_day = end_day - timedelta(days=max(days, 1) - 1)
+    since = int(datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC).timestamp() * 1000)
+    until = since + max(days, 1) * DAY_MS
+    rows = {r["day"]: r for r in store.usage_by_day(since, until)}
+    # Balance carried into days without events: the balance at the end of the previous day.
+    carry = store.balance_before(since)
+    by_day = []
+    for i in range(max(days, 1)):
+        d = (first_day + timedelta(days=i)).isoformat()
+        r = rows.get(d)
+        if r is not None and r["balance"] is not None:
+            carry = r["balance"]
+        by_day.append({"day": d, "events": r["events"] if r else 0, "cost": r["cost"] if r else 0, "balance": carry})
+    return CreditReport(
+        as_of_ms=as_of,
+        days=days,
+        window_days=window_days,
+        balance=balance,
+        balance_at_ms=int(newest["created_at_ms"]) if newest else None,
+        totals=store.totals(),
+        window_cost=window_cost,
+        burn_per_day=burn,
+        runs_out_ms=runs_out,
+        by_day=by_day,
+        by_type=store.usage_by_type(since),
+        alarm=store.alarm_state(),
+    )
+
+
+def render_text(r: CreditReport) -> str:
+    summary = [
+        ("as of", ms_to_iso(r.as_of_ms)),
+        ("balance", "" if r.balance is None else f"{r.balance} (at {ms_to_iso(r.balance_at_ms)})"),
+        ("events in ledger", f"{r.totals['events']} ({r.totals['snapshots']} snapshots)"),
+        ("credits spent (all time)", str(r.totals["cost"])),
+        (f"spent in last {r.window_days:g} days", str(r.window_cost)),
+        ("burn rate", f"{r.burn_per_day:.1f} credits/day"),
+        ("projected run-out", ms_to_iso(r.runs_out_ms)[:10] if r.runs_out_ms is not None else "never (no usage)"),
+    ]
+    if r.alarm is not None:
+        state = "armed" if r.alarm["armed"] else "fired (waiting for the balance to recover)"
+        summary.append(("low-balance alarm", f"below {r.alarm['threshold']}: {state}"))
+    parts = [
+        render_table(["credits", "value"], summary),
+        "",
+        f"Usage per day (UTC, last {r.days} days)",
+        render_table(["day", "events", "cost", "balance"], [(d["day"], d["events"], d["cost"], d["balance"]) for d in r.by_day]),
+        "",
+        f"Usage per type (last {r.days} days)",
+        render_table(["type", "events", "cost"], [(t["type"], t["events"], t["cost"]) for t in r.by_type]),
+    ]
+    return "\n".join(parts)
+
+
+def render_png(r: CreditReport, path: str | Path) -> Path:
+    """Daily usage bars and end-of-day balance line; returns the written path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    days = [datetime.fromisoformat(d["day"]) for d in r.by_day]
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    try:
+        ax.bar(days, [d["cost"] for d in r.by_day], color="#4C78A8", label="credits used")
+        ax.set_ylabel("credits used per day")
+        ax2 = ax.twinx()
+        bal = [(x, d["balance"]) for x, d in zip(days, r.by_day, strict=True) if d["balance"] is not None]
+        if bal:
+            ax2.plot([x for x, _ in bal], [b for _, b in bal], color="#E45756", marker="o", label="balance")
+        ax2.set_ylabel("balance (end of day)")
+        if r.alarm is not None:
+            ax2.axhline(r.alarm["threshold"], color="#E45756", linestyle=":", linewidth=1, label="low-balance threshold")
+        title = f"Teslemetry credits, last {r.days} days; burn {r.burn_per_day:.1f}/day"
+        if r.runs_out_ms is not None:
+            title += f", runs out ~{ms_to_iso(r.runs_out_ms)[:10]}"
+        ax.set_title(title)
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
+        ax.legend(handles, labels, loc="upper left")
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        fig.savefig(out, format="png")
+    finally:
+        plt.close(fig)
+    return out

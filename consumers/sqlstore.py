@@ -1,0 +1,155 @@
+"""SQL helpers shared by the workers that keep state in a database (alerts, credits).
+
+One engine per process, from a URL: a SQLite file by default (``sqlite:///var/alerts.db``), or
+PostgreSQL (``postgresql://user@host/db``, psycopg2). Workers use SQLAlchemy Core in short
+synchronous transactions run in a thread (``asyncio.to_thread``); every effect of a batch of
+records is written in one transaction, and idempotency comes from unique keys plus
+``insert_ignore`` (``INSERT .. ON CONFLICT DO NOTHING`` on both dialects).
+
+Also here: timestamp helpers (everything is stored as epoch milliseconds, UTC) and ``render_table``
+for the small report commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql.dml import Insert
+
+__all__ = [
+    "day_of_ms",
+    "insert_ignore",
+    "make_engine",
+    "ms_to_iso",
+    "now_ms",
+    "redact_url",
+    "render_table",
+    "ts_to_ms",
+]
+
+
+def make_engine(url: str, metadata: MetaData | None = None) -> Engine:
+    """An engine for ``url``; creates the SQLite file's directory and, given ``metadata``, the tables.
+
+    SQLite runs in WAL mode with ``synchronous=FULL`` (a committed batch survives a power cut, so it
+    is safe to commit the Kafka offsets after it) and waits up to 30 s for a concurrent writer (the
+    worker and a report command may share the file).
+    """
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(u, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    else:
+        if u.drivername == "postgresql" or u.drivername == "postgres":
+            u = u.set(drivername="postgresql+psycopg2")
+        engine = create_engine(u, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    if metadata is not None:
+        metadata.create_all(engine)
+    return engine
+
+
+def insert_ignore(engine_or_dialect: Engine | str, table: Table) -> Insert:
+    """``INSERT .. ON CONFLICT DO NOTHING`` for ``table`` in the engine's dialect."""
+    name = engine_or_dialect if isinstance(engine_or_dialect, str) else engine_or_dialect.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise ValueError(f"unsupported database dialect {name!r} (use sqlite or postgresql)")
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, for logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- time ----------------------------------------------------------------------------------------
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def ts_to_ms(value: Any) -> int | None:
+    """Epoch ms of an event timestamp: ISO-8601 (``Z``/offset, any fraction; no zone = UTC) or an
+    epoch number in s or ms. None when it is not one."""
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        else:
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            return _floor_ms(dt)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value != value:  # NaN
+        return None
+    return int(value * 1000) if abs(value) < 1e11 else int(value)
+
+
+def _floor_ms(dt: datetime) -> int:
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400_000) + delta.seconds * 1000 + delta.microseconds // 1000
+
+
+def ms_to_iso(ms: int | None) -> str:
+    """``2024-10-04T10:45:17.537Z`` (empty string for None)."""
+    if ms is None:
+        return ""
+    dt = datetime.fromtimestamp(ms / 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def day_of_ms(ms: int) -> str:
+    """The UTC calendar day ``YYYY-MM-DD`` of an epoch-ms instant."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A plain-text table (columns padded, numbers right-aligned) for the report commands."""
+    text_rows = [["" if v is None else str(v) for v in row] for row in rows]
+    numeric = [
+        all(_is_number(r[i]) for r in text_rows if r[i] != "") and any(r[i] != "" for r in text_rows)
+        for i in range(len(headers))
+    ]
+    widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(headers)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        out = [c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(out).rstrip()
+
+    lines = [fmt(list(headers)), "  ".join("-" * w for w in widths)]
+    lines.extend(fmt(r) for r in text_rows)
+    return "\n".join(lines)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
