@@ -24,6 +24,7 @@ from sqlalchemy.sql.dml import Insert
 
 __all__ = [
     "day_of_ms",
+    "is_transient",
     "insert_ignore",
     "make_engine",
     "ms_to_iso",
@@ -153,3 +154,12 @@ def _is_number(s: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for database errors worth retrying (connection lost, server down, database locked)."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError)

@@ -1,0 +1,160 @@
+"""``tpipe consume alerts`` (the worker) and ``tpipe alerts active|history|errors`` (tables)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import UTC, datetime
+
+from consumers.alerts.settings import AlertsSettings
+from tpipe.cli_support import add_settings_arguments, settings_from_args
+
+__all__ = ["build_worker", "parse_since", "register", "register_consume"]
+
+_DB_DEST = "cfg__alerts_db_url"
+
+
+def _db_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db-url", dest=_DB_DEST, default=None, metavar="URL",
+        help="alerts database URL (env TPIPE_ALERTS_DB_URL; default sqlite:///var/alerts.db)",
+    )
+
+
+def register_consume(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("alerts", help="alerts + errors topics -> alerts database, notifications by rules")
+    _db_flag(p)
+    p.add_argument("--rules", dest="cfg__alert_rules", default=None, metavar="FILE",
+                   help="notification rules, YAML or JSON (env TPIPE_ALERT_RULES); default: Customer alerts")
+    add_settings_arguments(p, AlertsSettings, skip={"alerts_db_url", "alert_rules"})
+    p.set_defaults(func=_consume)
+
+
+def build_worker(settings: AlertsSettings):  # type: ignore[no-untyped-def]
+    """The worker for ``settings`` (used by ``tpipe run``)."""
+    from consumers.alerts.worker import AlertsWorker
+
+    return AlertsWorker(settings)
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from consumers.alerts.rules import RulesError
+    from consumers.runtime import run_worker
+
+    settings = settings_from_args(AlertsSettings, args)
+    try:
+        worker = build_worker(settings)
+    except RulesError as exc:
+        print(f"tpipe consume alerts: {exc}", file=sys.stderr)
+        return 2
+    return run_worker(worker, settings)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("alerts", help="show alerts from the alerts database")
+    cmds = p.add_subparsers(dest="alerts_command", required=True, metavar="COMMAND")
+    active = cmds.add_parser("active", help="alerts active now, per VIN")
+    _db_flag(active)
+    active.add_argument("--vin", default=None)
+    active.set_defaults(func=_active)
+    hist = cmds.add_parser("history", help="alert occurrences (newest first), with start and end")
+    _db_flag(hist)
+    hist.add_argument("--vin", default=None)
+    hist.add_argument("--since", default=None, help="ISO time or a duration back from now: 90m, 24h, 7d")
+    hist.add_argument("--limit", type=int, default=200)
+    hist.set_defaults(func=_history)
+    errs = cmds.add_parser("errors", help="vehicle errors (newest first), with their tags")
+    _db_flag(errs)
+    errs.add_argument("--vin", default=None)
+    errs.add_argument("--since", default=None, help="ISO time or a duration back from now: 90m, 24h, 7d")
+    errs.add_argument("--limit", type=int, default=200)
+    errs.set_defaults(func=_errors)
+
+
+def parse_since(text: str | None, *, now: datetime | None = None) -> int | None:
+    """Epoch ms from an ISO time or a duration back from now (``30s``, ``90m``, ``24h``, ``7d``)."""
+    from consumers.sqlstore import ts_to_ms
+
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if m:
+        secs = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        base = now or datetime.now(UTC)
+        return int(base.timestamp() * 1000 - secs * 1000)
+    ms = ts_to_ms(text)
+    if ms is None:
+        raise ValueError(f"--since: not an ISO time or a duration like 24h: {text!r}")
+    return ms
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from consumers.alerts.store import AlertStore
+    from consumers.sqlstore import make_engine
+
+    settings = settings_from_args(AlertsSettings, args)
+    store = AlertStore(make_engine(settings.alerts_db_url))
+    store.create_tables()
+    return store
+
+
+def _duration(start_ms: int, end_ms: int | None) -> str:
+    if end_ms is None:
+        return ""
+    s = max(0, (end_ms - start_ms) // 1000)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _text(d: dict[str, str]) -> str:
+    t = d.get("customerFacingMessage1") or d.get("description") or ""
+    return t if len(t) <= 60 else t[:57] + "..."
+
+
+def _active(args: argparse.Namespace) -> int:
+    from consumers.sqlstore import render_table
+
+    rows = _store(args).active(vin=args.vin)
+    print(render_table(
+        ["vin", "alert", "audiences", "started_at", "notified", "description"],
+        [(r["vin"], r["name"], ",".join(r["audiences"]), r["started_at"], "yes" if r["notification_id"] else "",
+          _text(r["details"])) for r in rows],
+    ))
+    print(f"{len(rows)} active alert(s)")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from consumers.sqlstore import render_table
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    rows = _store(args).history(vin=args.vin, since_ms=since, limit=args.limit)
+    print(render_table(
+        ["vin", "alert", "audiences", "started_at", "ended_at", "duration", "notified"],
+        [(r["vin"], r["name"], ",".join(r["audiences"]), r["started_at"], r["ended_at"] or "(active)",
+          _duration(r["started_at_ms"], r["ended_at_ms"]), "yes" if r["notification_id"] else "") for r in rows],
+    ))
+    print(f"{len(rows)} occurrence(s)")
+    return 0
+
+
+def _errors(args: argparse.Namespace) -> int:
+    from consumers.sqlstore import render_table
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    rows = _store(args).errors(vin=args.vin, since_ms=since, limit=args.limit)
+    print(render_table(
+        ["vin", "error", "created_at", "tags", "body"],
+        [(r["vin"], r["name"], r["created_at"], ",".join(f"{k}={v}" for k, v in sorted(r["tags"].items())),
+          (r["body"] or "")[:60]) for r in rows],
+    ))
+    print(f"{len(rows)} error(s)")
+    return 0
