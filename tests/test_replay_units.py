@@ -1,0 +1,91 @@
+"""Pure parts of the replay tooling: times, selection, progress line, rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import pytest
+
+from consumers.replay.progress import Progress, RateLimiter
+from consumers.replay.selection import ReplayError, Selection, parse_types
+from consumers.replay.timeparse import format_ms, parse_duration_ms, parse_time_ms
+from schemas.event_types import EventType
+
+NOW = 1_750_000_000_000
+
+
+def test_times_absolute_relative_epoch() -> None:
+    assert parse_time_ms("2025-05-02T07:31:12Z") == 1746171072000
+    assert parse_time_ms("2025-05-02T07:31:12.402918311Z") == 1746171072402
+    assert parse_time_ms("2025-05-02T09:31:12+02:00") == 1746171072000
+    assert parse_time_ms("2025-05-02T07:31:12") == 1746171072000  # no zone: UTC
+    assert parse_time_ms("2025-05-02") == 1746144000000
+    assert parse_time_ms("2h", now_ms=NOW) == NOW - 7_200_000
+    assert parse_time_ms("-30m", now_ms=NOW) == NOW - 1_800_000
+    assert parse_time_ms("7d", now_ms=NOW) == NOW - 7 * 86_400_000
+    assert parse_time_ms("1h30m", now_ms=NOW) == NOW - 5_400_000
+    assert parse_time_ms("now", now_ms=NOW) == NOW
+    assert parse_time_ms("1746171072402") == 1746171072402
+    assert parse_time_ms("1746171072") == 1746171072000
+    assert format_ms(1746171072402) == "2025-05-02T07:31:12.402Z"
+    assert parse_time_ms(format_ms(1746171072402)) == 1746171072402
+    assert parse_duration_ms("0") == 0 and parse_duration_ms("90s") == 90_000
+    for bad in ("yesterday", "2 h", "h2", ""):
+        with pytest.raises(ValueError):
+            parse_time_ms(bad, now_ms=NOW)
+
+
+def test_selection() -> None:
+    assert parse_types(None) == tuple(EventType)
+    assert parse_types(["state,data", "alerts"]) == (EventType.DATA, EventType.STATE, EventType.ALERTS)
+    with pytest.raises(ReplayError, match="unknown event type"):
+        parse_types(["data,bogus"])
+    sel = Selection.build(types=["data"], from_ms=100, to_ms=200, vins=["A"])
+    assert sel.in_window(100) and sel.in_window(199) and not sel.in_window(200) and not sel.in_window(99)
+    assert sel.wants_vin("A") and not sel.wants_vin("B") and not sel.wants_vin(None)
+    assert Selection.build(to_ms=5).wants_vin(None)
+    assert sel.topics("p") == {"p.data": EventType.DATA}
+    with pytest.raises(ReplayError):
+        Selection.build(from_ms=200, to_ms=100)
+
+
+def test_progress_line_and_tty_only() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    p = Progress(1000, stream=tty)
+    assert p.enabled
+    p.scanned(400)
+    p.add_sent(40)
+    p.tick(force=True)
+    p.skip(600)
+    p.close()
+    text = tty.getvalue()
+    assert text.startswith("\rreplay [") and text.endswith("\n")
+    last = text.rstrip("\n").split("\r")[-1]
+    assert "100.0% 1,000/1,000 rec" in last and "40 events" in last and "ETA 0:00" in last and "/s" in last
+    first = text.split("\r")[1]
+    assert " 40.0% 400/1,000 rec" in first and "ETA" in first
+
+    piped = io.StringIO()
+    q = Progress(10, stream=piped)
+    assert not q.enabled
+    q.scanned(10)
+    q.close()
+    assert piped.getvalue() == ""
+
+
+def test_rate_limiter_spaces_events() -> None:
+    async def run() -> float:
+        lim = RateLimiter(50)
+        t0 = time.monotonic()
+        for _ in range(11):
+            await lim.wait()
+        return time.monotonic() - t0
+
+    assert asyncio.run(run()) >= 0.19  # 10 intervals of 20 ms
+    assert RateLimiter(None).interval == 0
