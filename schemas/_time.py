@@ -111,15 +111,15 @@ def render_as_sent(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-_last_ms: int | None = None
-_last_iso = ""
+_last: tuple[int, str] = (0, "1970-01-01T00:00:00.000Z")  # one tuple: read and replaced atomically
 
 
 def ms_to_iso(ms: int) -> str:
     """ISO-8601 UTC with milliseconds and ``Z`` (``2024-10-04T10:45:17.537Z``); last value cached."""
-    global _last_ms, _last_iso
-    if ms == _last_ms:
-        return _last_iso
+    global _last
+    last = _last
+    if last[0] == ms:
+        return last[1]
     sec, frac = divmod(ms, 1000)
     try:
         s = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
@@ -128,5 +128,5 @@ def ms_to_iso(ms: int) -> str:
     if len(s) < 19:  # strftime does not zero-pad years < 1000 on every platform
         s = s.zfill(19)
     out = f"{s}.{frac:03d}Z"
-    _last_ms, _last_iso = ms, out
+    _last = (ms, out)
     return out
