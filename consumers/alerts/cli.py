@@ -6,9 +6,14 @@ import argparse
 import re
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from consumers.alerts.settings import AlertsSettings
 from tpipe.cli_support import add_settings_arguments, settings_from_args
+
+if TYPE_CHECKING:
+    from consumers.alerts.store import AlertStore
+    from consumers.alerts.worker import AlertsWorker
 
 __all__ = ["build_worker", "parse_since", "register", "register_consume"]
 
@@ -31,7 +36,7 @@ def register_consume(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.set_defaults(func=_consume)
 
 
-def build_worker(settings: AlertsSettings):  # type: ignore[no-untyped-def]
+def build_worker(settings: AlertsSettings) -> AlertsWorker:
     """The worker for ``settings`` (used by ``tpipe run``)."""
     from consumers.alerts.worker import AlertsWorker
 
@@ -89,7 +94,7 @@ def parse_since(text: str | None, *, now: datetime | None = None) -> int | None:
     return ms
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace) -> AlertStore:
     from consumers.alerts.store import AlertStore
     from consumers.sqlstore import make_engine
 

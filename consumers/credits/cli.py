@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from consumers.credits.settings import CreditsSettings
 from tpipe.cli_support import add_settings_arguments, settings_from_args
+
+if TYPE_CHECKING:
+    from consumers.credits.worker import CreditsWorker
 
 __all__ = ["build_worker", "register", "register_consume"]
 
@@ -27,7 +31,7 @@ def register_consume(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.set_defaults(func=_consume)
 
 
-def build_worker(settings: CreditsSettings):  # type: ignore[no-untyped-def]
+def build_worker(settings: CreditsSettings) -> CreditsWorker:
     """The worker for ``settings`` (used by ``tpipe run``)."""
     from consumers.credits.worker import CreditsWorker
 
