@@ -97,7 +97,7 @@ class Receiver:
     async def _start_producer(self) -> AIOKafkaProducer:
         s = self.settings
         await kafka_clients.ensure_topics(s, topics.all_topics(s.topic_prefix))
-        producer = kafka_clients.make_producer(s, role="forwarder")
+        producer = kafka_clients.make_producer(s, role="forwarder", request_timeout_ms=int(s.broker_timeout_s * 1000))
         try:
             await producer.start()
         except BaseException:
@@ -239,8 +239,9 @@ class Receiver:
             }
         fw = self.forwarder
         out["broker"] = {
-            "up": bool(fw.broker_up) if fw else self._direct_producer is not None,
+            "up": fw.broker_reachable(self.settings.broker_timeout_s) if fw else self._direct_producer is not None,
             "last_error": fw.last_error if fw else None,
+            "publish_pending_s": fw.publish_pending_s() if fw else None,
         }
         return out
 

@@ -97,14 +97,15 @@ def build_server(settings: IngestSettings):  # type: ignore[no-untyped-def]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import os
+    import signal
 
     settings = settings_from_args(IngestSettings, args)
     if settings.tokens_file is None and not settings.token and DEFAULT_TOKENS_FILE.exists():
         settings = settings.model_copy(update={"tokens_file": DEFAULT_TOKENS_FILE})
     server = build_server(settings)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers in
+    # place that re-raise is a no-op, so a graceful SIGTERM/Ctrl-C stop exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     server.run()
-    if not server.started:
-        return 3
-    del os
-    return 0
+    return 0 if server.started else 3

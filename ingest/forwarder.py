@@ -57,6 +57,21 @@ class Forwarder:
         self.forwarded = 0
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
+        self._publish_started: float | None = None
+
+    def broker_reachable(self, stall_after_s: float) -> bool:
+        """Up when the last publish succeeded and none has been waiting longer than ``stall_after_s``.
+
+        The idempotent producer retries a batch until the broker takes it (no expiry, no duplicates),
+        so a broker outage shows as a publish that stays pending, not as an error.
+        """
+        pending = self.publish_pending_s()
+        return self.broker_up and (pending is None or pending <= stall_after_s)
+
+    def publish_pending_s(self) -> float | None:
+        """How long the chunk now in flight has waited for Kafka (None when nothing is in flight)."""
+        started = self._publish_started
+        return None if started is None else round(time.monotonic() - started, 3)
 
     @property
     def producer(self) -> AIOKafkaProducer | None:
@@ -83,10 +98,12 @@ class Forwarder:
                 await self.spool.committed.wait()
                 continue
             self._idle.clear()
+            self._publish_started = time.monotonic()
             try:
                 producer = await self._ensure_producer()
                 await publish(producer, records)
             except (TimeoutError, KafkaError, OSError) as exc:
+                self._publish_started = None
                 self._mark_down(exc)
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=backoff)
@@ -94,6 +111,7 @@ class Forwarder:
                     pass
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
+            self._publish_started = None
             backoff = 0.1
             if not self.broker_up:
                 log.info("kafka reachable, forwarding", extra={"backlog_events": self.spool.stats().pending_events})

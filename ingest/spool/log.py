@@ -42,10 +42,11 @@ class SpoolStats:
     max_bytes: int
     last_write_error: str | None
     damaged_bytes_recovered: int
+    full: bool
 
     @property
     def writable(self) -> bool:
-        return self.last_write_error is None and self.pending_bytes < self.max_bytes
+        return self.last_write_error is None and not self.full
 
 
 class Spool:
@@ -75,6 +76,7 @@ class Spool:
         self._writing = False
         self._cursor_file: CursorFile | None = None
         self.commits = 0  # group commits done (each one write + fdatasync)
+        self._refused_full = False  # an append was refused for size and nothing was forwarded since
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def open(self) -> RecoveryReport:
@@ -128,6 +130,7 @@ class Spool:
         if self._closing:
             raise SpoolWriteError("spool is closing")
         if self.pending_bytes() + self._pending_bytes + size > self.max_bytes:
+            self._refused_full = True
             raise SpoolFull(f"spool holds {self.pending_bytes()} unforwarded bytes (max {self.max_bytes})")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.extend(frames)
@@ -260,6 +263,8 @@ class Spool:
         self._cursor_file.write(new_cursor)
         self._cursor = new_cursor
         self._events = max(0, self._events - events)
+        if events:
+            self._refused_full = False
         while self._runs and self._runs[0][0] <= new_cursor:
             self._runs.popleft()
         for seg in [s for s in self._sizes if s < new_cursor.segment and s != self._active]:
@@ -295,4 +300,5 @@ class Spool:
             max_bytes=self.max_bytes,
             last_write_error=self._last_error,
             damaged_bytes_recovered=self.recovery.damaged_bytes if self.recovery else 0,
+            full=self._refused_full or self.pending_bytes() >= self.max_bytes,
         )

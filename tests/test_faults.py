@@ -1,0 +1,160 @@
+"""Fault tests with real processes: broker killed, receiver killed, spool full, SIGTERM under load.
+
+Run alone with ``pytest -m fault -s`` to see the figures each test prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from schemas.envelope import Envelope
+from schemas.parse import parse_body
+from tests.kafka_broker import broker_settings, read_all
+from tests.processes import TOKEN, LoadResult, event_body, new_receiver, steady_load
+from tpipe.broker import LocalBroker
+
+pytestmark = [pytest.mark.fault, pytest.mark.kafka]
+
+
+def _figures(name: str, load: LoadResult, ids_in_kafka: list[str]) -> dict[str, int]:
+    counts = collections.Counter(ids_in_kafka)
+    fig = {
+        "sent": load.sent,
+        "acknowledged": len(load.acked),
+        "found_in_kafka": len(counts),
+        "kafka_records": len(ids_in_kafka),
+        "duplicates_in_kafka": sum(c - 1 for c in counts.values()),
+        "non_2xx": load.non_2xx_total,
+        "transport_errors": load.transport_errors,
+    }
+    print(f"\nFAULT FIGURES {name}: {json.dumps(fig)}")
+    return fig
+
+
+async def _kafka_ids(bootstrap: str, prefix: str, expected: int) -> list[str]:
+    records = await read_all(broker_settings(bootstrap, prefix), f"{prefix}.data", expected_count=expected, timeout=60)
+    return [Envelope.from_json(r.value).event_id for r in records]
+
+
+async def _load_for(url: str, seconds: float, res: LoadResult, concurrency: int = 4) -> None:
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(steady_load(url, stop, concurrency=concurrency, result=res))
+    await asyncio.sleep(seconds)  # the load runs for this long: duration, not readiness
+    stop.set()
+    await task
+
+
+async def test_broker_killed_under_load_no_non_2xx_and_nothing_lost(
+    local_broker_factory: Callable[..., LocalBroker], tmp_path: Path, topic_prefix: str
+) -> None:
+    broker = local_broker_factory()
+    await broker.astart()
+    rx = new_receiver(tmp_path, broker.bootstrap, topic_prefix).start()
+    res = LoadResult()
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(steady_load(rx.url, stop, result=res))
+    try:
+        await asyncio.sleep(2)  # steady load with the broker up
+        await broker.akill()
+        acked_before_outage = len(res.acked)
+        await asyncio.sleep(11)  # the outage: at least 10 s with the broker down
+        during = rx.health()
+        assert during["broker"]["up"] is False  # type: ignore[index]
+        assert during["spool"]["pending_events"] > 0, "the backlog lives in the spool"  # type: ignore[index]
+        assert httpx.get(rx.url + "/readyz").status_code == 200, "a broker outage must not make the receiver unready"
+        await broker.arestart()
+        await asyncio.sleep(2)  # load continues after the broker returns
+    finally:
+        stop.set()
+        await load
+    assert len(res.acked) > acked_before_outage + 100, "events were acknowledged during the outage"
+    await rx.wait_drained()
+    assert rx.terminate() == 0
+    ids = await _kafka_ids(broker.bootstrap, topic_prefix, len(res.acked))
+    fig = _figures("broker_sigkill", res, ids)
+    assert fig["non_2xx"] == 0 and res.transport_errors == 0
+    assert set(ids) == set(res.acked), "the event_ids in Kafka are exactly the acknowledged ones"
+
+
+async def test_receiver_killed_under_load_every_acknowledged_event_reaches_kafka(
+    kafka_bootstrap: str, tmp_path: Path, topic_prefix: str
+) -> None:
+    rx = new_receiver(tmp_path, kafka_bootstrap, topic_prefix).start()
+    res = LoadResult()
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(steady_load(rx.url, stop, result=res, pace_s=0.0))
+    await asyncio.sleep(3)  # load runs, then the receiver dies mid-flight
+    rx.kill()
+    stop.set()
+    await load
+    rx.start()  # same spool dir: recovery + forwarding of what was not confirmed
+    await rx.wait_drained()
+    assert rx.terminate() == 0
+    ids = await _kafka_ids(kafka_bootstrap, topic_prefix, len(res.acked))
+    fig = _figures("receiver_sigkill", res, ids)
+    assert fig["acknowledged"] > 100
+    assert set(res.acked) <= set(ids), "every acknowledged event_id is in Kafka"
+
+
+async def test_spool_full_answers_503_with_retry_after_and_recovers(
+    local_broker_factory: Callable[..., LocalBroker], tmp_path: Path, topic_prefix: str
+) -> None:
+    broker = local_broker_factory()
+    await broker.astart()
+    rx = new_receiver(tmp_path, broker.bootstrap, topic_prefix, "--spool-max-bytes", "60000").start()
+    await broker.akill()
+    acked: set[str] = set()
+    refused: set[str] = set()
+    async with httpx.AsyncClient(timeout=30) as client:
+        for seq in range(400):
+            body = event_body(0, seq)
+            r = await client.post(rx.url + "/webhook", content=body, headers={"Authorization": f"Bearer {TOKEN}"})
+            eid = parse_body(body, received_at_ms=0)[0].event_id
+            if r.status_code == 202:
+                acked.add(eid)
+            else:
+                assert r.status_code == 503, r.text
+                assert r.headers["retry-after"].isdigit() and r.json()["error"] == "spool_full"
+                refused.add(eid)
+        ready = await client.get(rx.url + "/readyz")
+        assert ready.status_code == 503 and ready.json()["spool"]["writable"] is False
+        await broker.arestart()
+        await rx.wait_drained()
+        r = await client.post(rx.url + "/webhook", content=event_body(1, 0), headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 202, "accepts again once the spool drained"
+        acked.add(r.json()["events"][0]["event_id"])
+        assert (await client.get(rx.url + "/readyz")).status_code == 200
+    await rx.wait_drained()
+    assert rx.terminate() == 0
+    assert acked and refused, (len(acked), len(refused))
+    ids = set(await _kafka_ids(broker.bootstrap, topic_prefix, len(acked)))
+    print(f"\nFAULT FIGURES spool_full: acknowledged={len(acked)} refused_503={len(refused)} in_kafka={len(ids)}")
+    assert ids == acked, "exactly the acknowledged events reach Kafka; no 503'd event was stored"
+
+
+async def test_sigterm_under_load_completes_requests_drains_and_exits_zero(
+    kafka_bootstrap: str, tmp_path: Path, topic_prefix: str
+) -> None:
+    rx = new_receiver(tmp_path, kafka_bootstrap, topic_prefix, "--drain-timeout-s", "20").start()
+    res = LoadResult()
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(steady_load(rx.url, stop, result=res, pace_s=0.0))
+    await asyncio.sleep(2)  # load, then SIGTERM while requests are in flight
+    assert rx.proc is not None
+    loop = asyncio.get_running_loop()
+    rc = await loop.run_in_executor(None, rx.terminate, 30.0)
+    stop.set()
+    await load
+    assert rc == 0
+    ids = await _kafka_ids(kafka_bootstrap, topic_prefix, len(res.acked))
+    fig = _figures("receiver_sigterm", res, ids)
+    assert fig["non_2xx"] == 0, "in-flight requests completed instead of failing"
+    assert set(res.acked) <= set(ids), "everything acknowledged was drained to Kafka before exit"
+    assert "shutdown: spool drain" in rx.log_tail(200)
