@@ -54,6 +54,16 @@ def build_history(base_ms: int, minutes: int = 180) -> History:
             if i % 30 == n:
                 payloads.append({"createdAt": iso(t + n + 2), "vin": vin, "alerts": [
                     {"name": f"ALERT_{i}", "audiences": ["Customer"], "startedAt": iso(t)}]})
+            if i % 15 == n:  # fields of every lake column kind, and the other lake tables
+                payloads.append({"createdAt": iso(t + n + 3), "vin": vin, "data": {
+                    "Location": {"latitude": 52.09 + i / 1000, "longitude": 5.12}, "Gear": "ShiftStateD",
+                    "Locked": i % 2 == 0, "Odometer": 10423.6 + i, "MinutesToArrival": None,
+                    "DoorState": {"DriverFront": False, "TrunkRear": True}}})
+                payloads.append({"createdAt": iso(t + n + 4), "vin": vin, "networkInterface": "wifi",
+                                 "status": "CONNECTED" if i % 30 else "DISCONNECTED"})
+            if i % 45 == n:
+                payloads.append({"createdAt": iso(t + n + 5), "vin": vin, "vehicle_data": {
+                    "vin": vin, "state": "online", "charge_state": {"battery_level": 70 + n}}})
             for p in payloads:
                 h.envelopes.extend(parse_object(p, received_at_ms=t + 5_000))
         if i == 140:

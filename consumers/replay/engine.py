@@ -16,14 +16,14 @@ from tpipe.settings import KafkaSettings
 __all__ = ["deliver", "describe_selection", "format_ranges", "replay_kafka"]
 
 
-def describe_selection(sel: Selection) -> str:
+def describe_selection(sel: Selection, *, slack: bool = True) -> str:
     start = "the beginning" if sel.from_ms is None else format_ms(sel.from_ms)
     vins = ", ".join(sorted(sel.vins)) if sel.vins else "all"
     types = ", ".join(t.value for t in sel.types)
-    return (
-        f"window: created_at from {start} to {format_ms(sel.to_ms)} (end excluded); "
-        f"slack {sel.slack_ms // 1000}s\nvins: {vins}\ntypes: {types}"
-    )
+    window = f"window: created_at from {start} to {format_ms(sel.to_ms)} (end excluded)"
+    if slack:
+        window += f"; slack {sel.slack_ms // 1000}s"
+    return f"{window}\nvins: {vins}\ntypes: {types}"
 
 
 def format_ranges(ranges: Sequence[PartitionRange], *, counted: bool) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from consumers.replay.kafka_meta import GroupInfo, describe_group, topic_partitions
+from consumers.replay.kafka_meta import GroupInfo, describe_group, retrying, topic_partitions
 from consumers.replay.selection import ReplayError
 from consumers.replay.timeparse import format_ms
 from tpipe.kafka_clients import make_admin, make_consumer
@@ -68,8 +68,8 @@ async def plan_reset(
     admin = make_admin(settings)
     await admin.start()
     try:
-        info = await describe_group(admin, group)
-        committed = await admin.list_consumer_group_offsets(group)
+        info = await retrying(lambda: describe_group(admin, group))
+        committed = await retrying(lambda: admin.list_consumer_group_offsets(group))
         existing = await topic_partitions(admin)
     finally:
         await admin.close()
