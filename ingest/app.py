@@ -214,7 +214,10 @@ class Receiver:
                 return _json(503, {"error": "kafka_unavailable", "reason": f"{type(exc).__name__}: {exc}"},
                              {"Retry-After": str(s.retry_after_s)})
         if s.log_requests:
-            log.info("accepted", extra={"event_ids": [a["event_id"] for a in accepted]})
+            log.info(
+                "accepted",
+                extra={"path": request.url.path, "query": request.url.query, "event_ids": [a["event_id"] for a in accepted]},
+            )
         return _json(202, {"accepted": len(accepted), "events": accepted})
 
     async def _publish_direct(self, frames: list[bytes]) -> None:
