@@ -1,0 +1,101 @@
+"""``tpipe consume telemetry`` and ``tpipe lake latest|sql``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from datetime import UTC, datetime
+
+from tpipe.cli_support import add_settings_arguments, settings_from_args
+
+
+def register_consume(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from consumers.lake.settings import LakeSettings
+
+    p = sub.add_parser(
+        "telemetry",
+        help="data/state/connectivity/vehicle_data topics into the Iceberg lake (exactly-once)",
+        description="Consume the data, state, connectivity and vehicle_data topics into the Iceberg tables "
+        "telemetry, vehicle_state and vehicle_data. Metrics on --metrics-port (default 9101).",
+    )
+    add_settings_arguments(p, LakeSettings)
+    p.set_defaults(func=_consume)
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from consumers.lake.settings import LakeSettings
+    from consumers.lake.worker import TelemetryWorker
+    from consumers.runtime import run_worker
+
+    settings = settings_from_args(LakeSettings, args)
+    return run_worker(TelemetryWorker(settings), settings)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from consumers.lake.settings import LakeCatalogSettings
+
+    lake = sub.add_parser("lake", help="query the Iceberg lake")
+    lake_sub = lake.add_subparsers(dest="lake_command", required=True, metavar="COMMAND")
+
+    p = lake_sub.add_parser("latest", help="latest value of every field of one vehicle")
+    p.add_argument("vin")
+    add_settings_arguments(p, LakeCatalogSettings)
+    p.set_defaults(func=_latest)
+
+    q = lake_sub.add_parser(
+        "sql", help="run DuckDB SQL over the views telemetry, vehicle_state, vehicle_data",
+        description="The views are deduplicated by event_id. Tables are read through Arrow; "
+        "--vin/--since narrow what is read.",
+    )
+    q.add_argument("query", help='e.g. "SELECT vin, count(*) FROM telemetry GROUP BY vin"')
+    q.add_argument("--vin", default=None, help="read only this vehicle's rows")
+    q.add_argument("--since", default=None, help="read only rows created at or after this ISO time")
+    q.add_argument("--max-width", type=int, default=60, help="cut cells longer than this")
+    add_settings_arguments(q, LakeCatalogSettings)
+    q.set_defaults(func=_sql)
+
+    try:
+        replay = importlib.import_module("consumers.replay.cli")
+    except ModuleNotFoundError as exc:
+        if not (exc.name and "consumers.replay.cli".startswith(exc.name)):
+            raise
+    else:
+        if hasattr(replay, "register_lake_replay"):
+            try:
+                replay.register_lake_replay(lake_sub)
+            except ImportError as exc:  # a broken replay package must not take `tpipe lake` down
+                print(f"warning: `tpipe lake replay` unavailable: {exc}", file=sys.stderr)
+
+
+def _latest(args: argparse.Namespace) -> int:
+    from consumers.lake.query import format_table, latest
+    from consumers.lake.settings import LakeCatalogSettings
+
+    cols, rows = latest(settings_from_args(LakeCatalogSettings, args), args.vin)
+    if not rows:
+        print(f"no data for {args.vin}", file=sys.stderr)
+        return 1
+    print(format_table(cols, rows))
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from consumers.lake.query import connect, format_table, run_sql
+    from consumers.lake.settings import LakeCatalogSettings
+
+    since = None
+    if args.since:
+        since = datetime.fromisoformat(args.since)
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    con = connect(settings_from_args(LakeCatalogSettings, args), vin=args.vin, since=since)
+    try:
+        cols, rows = run_sql(con, args.query)
+    except duckdb.Error as exc:
+        print(f"query failed: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(cols, rows, max_width=args.max_width))
+    return 0

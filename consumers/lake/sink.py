@@ -1,0 +1,291 @@
+"""One Iceberg table as an exactly-once Kafka sink: buffer, dedup, commit with offsets.
+
+Exactly-once (per table):
+
+* Every append carries, in its snapshot summary, ``tpipe.kafka-offsets.<group>`` = JSON
+  ``{topic: {partition: next_offset}}`` for the partitions of the table's topics this writer holds.
+  Data and offsets land in one atomic catalog commit.
+* The stored position of a partition is the value in the newest snapshot (walking the ancestry from
+  the current snapshot) that mentions it. On assignment the worker seeks there.
+* ``commit.retry.num-retries=0`` on the table. Before every attempt the sink re-reads the stored
+  offsets of the table version it is about to commit onto, drops the buffered rows below them and
+  the offsets not ahead of them; on ``CommitFailedException`` it reloads the table and tries again.
+  A stale writer (a "zombie" that lost its partitions) therefore never appends what the new owner
+  already committed.
+
+Dedup (a redelivered webhook: same event_id at another offset):
+
+* within the buffer (a set of pending event_ids), and
+* against the table: event_ids of the day partitions (``day(created_at)``) that recent records fall
+  in, loaded from the table on first touch and kept for ``dedup_cache_days`` days (LRU); a record
+  of an evicted or older day reloads that day. Duplicates share ``created_at`` (it is part of the
+  event_id), so one day's set is the whole check. The caches are dropped on every assignment and
+  on a commit conflict (another writer may have added rows). Memory grows with the events per
+  cached day. The read side (``consumers.lake.query``) dedupes again, as the final guarantee.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from aiokafka.structs import TopicPartition
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import ancestors_of
+
+from consumers.lake.rows import ROW_BUILDERS, Row, iso_to_us
+from consumers.lake.tables import TableDef
+from consumers.runtime import Failure, Offsets, RetryableError, WorkerRecord
+
+log = logging.getLogger("consumers.lake")
+
+_DAY_US = 86_400_000_000
+
+
+def offsets_key(group_id: str) -> str:
+    """Snapshot-summary property holding a consumer group's offsets."""
+    return f"tpipe.kafka-offsets.{group_id}"
+
+
+def stored_offsets(table: Table, group_id: str, partitions: Iterable[TopicPartition] | None = None) -> Offsets:
+    """Next offset per partition as stored in the table: newest snapshot mentioning each partition."""
+    want = set(partitions) if partitions is not None else None
+    key = offsets_key(group_id)
+    found: Offsets = {}
+    for snap in ancestors_of(table.current_snapshot(), table.metadata):
+        raw = snap.summary.additional_properties.get(key) if snap.summary is not None else None
+        if raw:
+            for topic, parts in json.loads(raw).items():
+                for p, off in parts.items():
+                    tp = TopicPartition(topic, int(p))
+                    if tp not in found and (want is None or tp in want):
+                        found[tp] = int(off)
+        if want is not None and len(found) >= len(want):
+            break
+    return found
+
+
+def _encode_offsets(offsets: Offsets) -> str:
+    out: dict[str, dict[str, int]] = {}
+    for tp, off in sorted(offsets.items()):
+        out.setdefault(tp.topic, {})[str(tp.partition)] = off
+    return json.dumps(out, separators=(",", ":"))
+
+
+class DayIndex:
+    """event_ids per ``day(created_at)`` partition: the table's rows plus what this sink committed."""
+
+    def __init__(self, max_days: int) -> None:
+        self.max_days = max_days
+        self._days: OrderedDict[int, set[str]] = OrderedDict()
+
+    def _day(self, table: Table, day: int) -> set[str]:
+        ids = self._days.get(day)
+        if ids is None:
+            ids = self._load(table, day)
+            self._days[day] = ids
+            while len(self._days) > self.max_days:
+                self._days.popitem(last=False)
+        else:
+            self._days.move_to_end(day)
+        return ids
+
+    @staticmethod
+    def _load(table: Table, day: int) -> set[str]:
+        if table.current_snapshot() is None:
+            return set()
+        start = datetime.fromtimestamp(day * 86_400, tz=UTC).isoformat()
+        end = datetime.fromtimestamp((day + 1) * 86_400, tz=UTC).isoformat()
+        in_day = And(
+            GreaterThanOrEqual("created_at", start),  # type: ignore[call-arg,arg-type]
+            LessThan("created_at", end),  # type: ignore[call-arg,arg-type]
+        )
+        scan = table.scan(row_filter=in_day, selected_fields=("event_id",))
+        col = scan.to_arrow().column("event_id")
+        return {v for v in col.to_pylist() if v is not None}
+
+    def seen(self, table: Table, event_id: str, day: int) -> bool:
+        return event_id in self._day(table, day)
+
+    def add(self, table: Table, event_id: str, day: int) -> None:
+        self._day(table, day).add(event_id)
+
+    def clear(self) -> None:
+        self._days.clear()
+
+    @property
+    def size(self) -> int:
+        return sum(len(s) for s in self._days.values())
+
+
+class TableSink:
+    """Buffer + exactly-once commit for one table. Synchronous: the worker runs it in a thread."""
+
+    def __init__(
+        self,
+        tdef: TableDef,
+        catalog: Catalog,
+        namespace: str,
+        table: Table,
+        group_id: str,
+        topics: Iterable[str],
+        *,
+        commit_rows: int,
+        commit_interval_s: float,
+        dedup_days: int,
+        commit_attempts: int,
+    ) -> None:
+        self.tdef = tdef
+        self.catalog = catalog
+        self.ident = (namespace, tdef.name)
+        self.table = table
+        self.group_id = group_id
+        self.topics = frozenset(topics)
+        self.commit_rows = commit_rows
+        self.commit_interval_s = commit_interval_s
+        self.commit_attempts = commit_attempts
+        self.index = DayIndex(dedup_days)
+        self._build = ROW_BUILDERS[tdef.name]
+        self.rows: list[Row] = []
+        self._pending: dict[str, int] = {}  # event_id -> day, not yet committed
+        self.offsets: Offsets = {}  # handled next offsets of this table's partitions
+        self.durable: Offsets = {}  # next offsets stored in the table
+        self._dirty_since: float | None = None
+        self.commits = 0
+
+    # --- intake ------------------------------------------------------------------------------
+    def add(self, records: list[WorkerRecord]) -> tuple[list[Failure], int]:
+        """Buffer the rows of ``records``; returns (failures, duplicates skipped)."""
+        failures: list[Failure] = []
+        dups = 0
+        for rec in records:
+            env = rec.envelope
+            day = iso_to_us(env.created_at, env.created_at_ms) // _DAY_US
+            eid = env.event_id
+            if eid in self._pending:
+                dups += 1
+                continue
+            try:
+                seen = self.index.seen(self.table, eid, day)
+            except Exception as exc:  # the table could not be read: not the record's fault
+                raise RetryableError(f"dedup lookup in {self.tdef.name} failed: {exc!r}") from exc
+            if seen:
+                dups += 1
+                continue
+            try:
+                rows = self._build(rec)
+            except Exception as exc:  # a record the lake cannot represent: dead-letter it
+                failures.append(Failure.from_exception(rec, exc))
+                continue
+            self.rows.extend(rows)
+            self._pending[eid] = day
+            self._touch()
+        return failures, dups
+
+    def note_offsets(self, offsets: Offsets) -> None:
+        """Take the runtime's handled positions for this table's partitions."""
+        for tp, off in offsets.items():
+            if tp.topic in self.topics:
+                self.offsets[tp] = off
+                if off > self.durable.get(tp, -1):
+                    self._touch()
+
+    def _touch(self) -> None:
+        if self._dirty_since is None:
+            self._dirty_since = time.monotonic()
+
+    def due(self, force: bool) -> bool:
+        if self._dirty_since is None:
+            return False
+        if force or len(self.rows) >= self.commit_rows:
+            return True
+        return time.monotonic() - self._dirty_since >= self.commit_interval_s
+
+    # --- commit ------------------------------------------------------------------------------
+    def _arrow(self, rows: list[Row]) -> pa.Table:
+        tbl = pa.Table.from_pylist(rows, schema=self.tdef.arrow_schema)
+        return tbl.sort_by([("vin", "ascending"), ("created_at", "ascending")]) if len(rows) > 1 else tbl
+
+    def flush(self) -> int:
+        """Commit the buffer with its offsets. Returns rows committed; raises ``RetryableError``."""
+        if self._dirty_since is None:
+            return 0
+        key = offsets_key(self.group_id)
+        last_exc: Exception | None = None
+        for attempt in range(self.commit_attempts):
+            stored = stored_offsets(self.table, self.group_id, self.offsets)
+            rows = [
+                r for r in self.rows
+                if r["kafka_offset"] >= stored.get(TopicPartition(r["kafka_topic"], r["kafka_partition"]), -1)
+            ]
+            ahead = {tp: off for tp, off in self.offsets.items() if off > stored.get(tp, -1)}
+            if not ahead:  # everything (if anything) is already in the table
+                self._done(stored, committed_rows=[])
+                return 0
+            if len(rows) < len(self.rows):
+                log.warning(
+                    "dropping rows another writer already committed",
+                    extra={"table": self.tdef.name, "dropped": len(self.rows) - len(rows)},
+                )
+            try:
+                self.table.append(self._arrow(rows), snapshot_properties={key: _encode_offsets(ahead)})
+            except CommitFailedException as exc:
+                last_exc = exc
+                log.warning(
+                    "lake commit conflict, reloading",
+                    extra={"table": self.tdef.name, "attempt": attempt + 1, "error": str(exc)},
+                )
+                self.table = self.catalog.load_table(self.ident)
+                self.index.clear()
+                continue
+            except OSError as exc:  # storage trouble: keep the buffer, try again later
+                raise RetryableError(f"lake write to {self.tdef.name} failed: {exc}") from exc
+            stored.update(ahead)
+            self._done(stored, committed_rows=rows)
+            self.commits += 1
+            return len(rows)
+        raise RetryableError(f"lake commit to {self.tdef.name} kept conflicting: {last_exc}")
+
+    def _done(self, stored: Offsets, committed_rows: list[Row]) -> None:
+        self.durable.update(stored)
+        for eid, day in self._pending.items():
+            self.index.add(self.table, eid, day)
+        self.rows = []
+        self._pending.clear()
+        self._dirty_since = None
+
+    # --- assignment --------------------------------------------------------------------------
+    def load_positions(self, assigned: Iterable[TopicPartition]) -> Offsets:
+        """Reload the table, read the stored offsets of the assigned partitions, reset caches."""
+        mine = [tp for tp in assigned if tp.topic in self.topics]
+        self.table = self.catalog.load_table(self.ident)
+        self.index.clear()
+        stored = stored_offsets(self.table, self.group_id, mine)
+        self.durable = dict(stored)
+        self.offsets = {tp: off for tp, off in self.offsets.items() if tp in set(mine)}
+        return stored
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop buffered rows and positions of revoked partitions (their next owner re-reads them)."""
+        gone = {(tp.topic, tp.partition) for tp in partitions if tp.topic in self.topics}
+        if not gone:
+            return
+        keep = [r for r in self.rows if (r["kafka_topic"], r["kafka_partition"]) not in gone]
+        if len(keep) != len(self.rows):
+            kept_ids = {r["event_id"] for r in keep}
+            self._pending = {e: d for e, d in self._pending.items() if e in kept_ids}
+            self.rows = keep
+        for tp in list(self.offsets):
+            if (tp.topic, tp.partition) in gone:
+                self.offsets.pop(tp, None)
+                self.durable.pop(tp, None)
+        if not self.rows and all(self.offsets.get(tp, -1) <= self.durable.get(tp, -1) for tp in self.offsets):
+            self._dirty_since = None
