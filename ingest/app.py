@@ -83,8 +83,9 @@ class Receiver:
         self.tokens = tokens or TokenStore([t.get_secret_value() for t in settings.token], settings.tokens_file)
         validator = None
         if settings.validate_events:
-            from schemas.validate import validate_event
+            from schemas.validate import compile_all, validate_event
 
+            compile_all()  # compile every schema now, not on the first requests
             validator = validate_event
         self.builder = RecordBuilder(settings.topic_prefix, validator)
         self.spool: Spool | None = None

@@ -31,7 +31,7 @@ class IngestSettings(KafkaSettings):
     )
     forward_batch_events: int = Field(5000, description="events read from the spool per Kafka round trip")
     max_body_bytes: int = Field(1 << 20, description="larger bodies get 413")
-    validate_events: bool = Field(False, description="validate each event against its JSON Schema (invalid ones go to the DLQ)")
+    validate_events: bool = Field(True, description="validate each event against its JSON Schema (invalid ones go to the DLQ)")
     drain_timeout_s: float = Field(15.0, description="on SIGTERM, time allowed to forward the spool before exit")
     broker_timeout_s: float = Field(
         5.0, description="Kafka request timeout: after it a publish counts as failed (and is retried from the spool)"

@@ -23,7 +23,6 @@ def ingest_settings(kafka: KafkaSettings, spool_dir: Path, **overrides: Any) -> 
         "token": [TOKEN],
         "spool_dir": spool_dir,
         "drain_timeout_s": 10.0,
-        "validate_events": False,
     }
     base.update(overrides)
     return IngestSettings(**base)

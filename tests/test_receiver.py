@@ -164,3 +164,44 @@ async def test_bad_bodies_get_400_and_413_with_a_json_reason(kafka_settings: Kaf
         assert r.status_code == 413
         stats = (await client.get("/healthz")).json()["spool"]
         assert stats["pending_events"] == 0 and stats["pending_bytes"] == 0, "nothing refused was stored"
+
+
+async def test_invalid_event_is_accepted_and_dead_lettered_with_reasons_and_counted(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    invalid = b'{"createdAt":"2025-01-01T00:00:00Z","vin":"V9","data":{"Gear":"ShiftStateD","Bad":[1,2]}}'
+    valid = b'{"createdAt":"2025-01-01T00:00:01Z","vin":"V9","data":{"Gear":"ShiftStateP"}}'
+    settings = ingest_settings(kafka_settings, tmp_path / "spool")
+    prefix = kafka_settings.topic_prefix
+    async with running_receiver(settings) as (_, client):
+        before = (await client.get("/metrics")).text
+        r = await client.post("/webhook", content=invalid, headers=auth())
+        assert r.status_code == 202, "an event that parses is never refused, even if it does not validate"
+        assert r.json()["events"][0]["topic"] == f"{prefix}.dlq"
+        r2 = await client.post("/webhook", content=valid, headers=auth())
+        assert r2.json()["events"][0]["topic"] == f"{prefix}.data"
+        assert await app_drained(client)
+        after = (await client.get("/metrics")).text
+    dlq = await read_all(kafka_settings, f"{prefix}.dlq", expected_count=1)
+    assert len(dlq) == 1
+    headers = {k: v for k, v in dlq[0].headers}
+    assert headers["dlq_reason"] == b"schema_validation"
+    assert headers["dlq_source_topic"] == f"{prefix}.data".encode()
+    reasons = orjson.loads(headers["validation_errors"])
+    assert any("Bad" in r for r in reasons), reasons
+    env = Envelope.from_json(dlq[0].value)
+    assert env.payload["data"]["Bad"] == [1, 2], "the original event is kept whole"
+    data = await read_all(kafka_settings, f"{prefix}.data", expected_count=1)
+    assert [Envelope.from_json(d.value).payload["data"] for d in data] == [{"Gear": "ShiftStateP"}]
+
+    def metric(text: str, line_start: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    assert metric(after, 'tpipe_events_invalid_total{type="data"}') - metric(before, 'tpipe_events_invalid_total{type="data"}') == 1
+    assert metric(after, 'tpipe_events_accepted_total{type="data"}') - metric(before, 'tpipe_events_accepted_total{type="data"}') == 2
+    assert metric(after, 'tpipe_http_requests_total{status="202"}') - metric(before, 'tpipe_http_requests_total{status="202"}') == 2
+    assert metric(after, "tpipe_forwarded_events_total") - metric(before, "tpipe_forwarded_events_total") == 2
+    assert "tpipe_spool_depth_events 0.0" in after and "tpipe_broker_up 1.0" in after
