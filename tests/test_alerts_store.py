@@ -160,3 +160,27 @@ def test_invalid_alert_payloads_raise() -> None:
         (env,) = parse_object(payload, received_at_ms=T0)
         with pytest.raises(InvalidEventError):
             parse_event(env)
+
+
+def test_cli_active_and_history(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    from consumers.alerts.cli import parse_since
+    from tpipe.cli import main
+
+    store = store_for(db_url)
+    store.apply(parsed(
+        alert_event(VIN, T0, alert("APP_w009_aebFault", ["Customer"], T0, description="AEB unavailable")),
+        alert_event(VIN2, T0 + MIN, alert("BMS_w043", ["Service"], T0, T0 + MIN)),
+        error_event(VIN2, T0 + 2 * MIN, "decode_error", {"field_name": "Odometer"}),
+    ))
+    assert main(["alerts", "active", "--db-url", db_url]) == 0
+    out = capsys.readouterr().out
+    assert "APP_w009_aebFault" in out and "AEB unavailable" in out and "BMS_w043" not in out and "1 active" in out
+    assert main(["alerts", "history", "--db-url", db_url, "--vin", VIN2, "--since", "2026-03-11T20:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "BMS_w043" in out and "1m00s" in out and "APP_w009" not in out
+    assert main(["alerts", "errors", "--db-url", db_url]) == 0
+    assert "field_name=Odometer" in capsys.readouterr().out
+    assert main(["alerts", "history", "--db-url", db_url, "--since", "whenever"]) == 2
+    from datetime import UTC, datetime
+
+    assert parse_since("2h", now=datetime(2026, 1, 1, 2, tzinfo=UTC)) == int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)

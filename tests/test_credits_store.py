@@ -160,3 +160,17 @@ def test_invalid_credits_events_are_rejected() -> None:
     ok = parse_event(parse_object({"createdAt": "2026-03-02T10:00:00Z", "credits": {"balance": 5.0, "cost": "2"}},
                                   received_at_ms=START)[0])
     assert (ok.balance, ok.cost, ok.type) == (5, 2, "unknown")
+
+
+def test_cli_report_prints_tables_and_draws_png(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    from tpipe.cli import main
+
+    store_for(db_url, low=100).apply(as_events(credit_events(start_ms=START, days=3, per_day=10, balance=500)))
+    png = tmp_path / "out" / "credits.png"
+    rc = main(["credits", "report", "--db-url", db_url, "--days", "3", "--as-of", "2026-03-03T23:00:00Z",
+               "--png", str(png)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "balance" in out and "2026-03-01" in out and "2026-03-03" in out and "Usage per type" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["credits", "report", "--db-url", db_url, "--days", "0"]) == 2

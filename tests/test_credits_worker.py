@@ -6,9 +6,14 @@ Helpers ``produce_envelopes``, ``RunningWorker`` and ``wait_until`` are reused b
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -182,3 +187,55 @@ async def test_ledger_exact_through_kafka_with_duplicates_reorder_and_a_crash(
     assert body["details"]["balance"] < threshold
     assert notes[0].key == b"account"
     engine.dispose()
+
+
+async def test_cli_worker_process_drains_on_sigterm_and_serves_metrics(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """``tpipe consume credits`` as a real process: consumes, serves /metrics, exits 0 on SIGTERM."""
+    import httpx
+
+    from tpipe.broker import free_port
+
+    db = f"sqlite:///{tmp_path}/credits.db"
+    events = envelopes(credit_events(start_ms=START, days=1, per_day=12, balance=60, seed=2))  # ends < 50
+    await produce_envelopes(kafka_settings, events)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tpipe.cli", "consume", "credits", "--kafka", kafka_settings.kafka,
+             "--topic-prefix", kafka_settings.topic_prefix, "--db-url", db, "--low-balance", "50",
+             "--metrics-port", str(port), "--metrics-addr", "127.0.0.1", "--batch-timeout-ms", "200"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+    store = CreditStore(make_engine(db))
+
+    def done() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"worker exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            return store.totals()["events"] == len(events) and store.outbox.counts(store.engine)["pending"] == 0
+        except Exception:
+            return False
+
+    try:
+        await wait_until(done, what="the CLI worker to fill the ledger")
+
+        async def metrics_ok() -> bool:
+            async with httpx.AsyncClient() as client:
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
+            return 'tpipe_worker_records_processed_total{worker="credits"} ' + f"{len(events)}.0" in text
+
+        await wait_until(metrics_ok, what="processed count on /metrics")
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.to_thread(proc.wait, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 0, log_path.read_text()[-3000:]
+    assert store.totals()["cost"] == sum(parse_credit(e).cost for e in events)
+    assert store.outbox.counts(store.engine) == {"pending": 0, "done": 1}  # the balance fell below 50
+    store.engine.dispose()

@@ -48,6 +48,7 @@ def _consume(args: argparse.Namespace) -> int:
     from consumers.runtime import run_worker
 
     settings = settings_from_args(AlertsSettings, args)
+    settings.register_secrets(settings.alerts_db_url)
     try:
         worker = build_worker(settings)
     except RulesError as exc:

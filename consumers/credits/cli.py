@@ -42,6 +42,7 @@ def _consume(args: argparse.Namespace) -> int:
     from consumers.runtime import run_worker
 
     settings = settings_from_args(CreditsSettings, args)
+    settings.register_secrets(settings.credits_db_url)
     return run_worker(build_worker(settings), settings)
 
 

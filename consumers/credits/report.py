@@ -135,10 +135,10 @@ def render_png(r: CreditReport, path: str | Path) -> Path:
         ax.set_title(title)
         handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
         labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
-        ax.legend(handles, labels, loc="upper left")
         fig.autofmt_xdate()
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, frameon=False)
         fig.tight_layout()
-        fig.savefig(out, format="png")
+        fig.savefig(out, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
     return out

@@ -28,6 +28,20 @@ class NotifySettings(BaseSettings):
     notify_http_timeout_s: float = Field(10.0, gt=0, description="HTTP request timeout")
     notify_poll_interval_s: float = Field(5.0, gt=0, description="how often pending notifications are retried")
 
+    def register_secrets(self, *db_urls: str) -> None:
+        """Keep the HMAC key and database passwords out of every log line (``tpipe.logs``)."""
+        from sqlalchemy.engine import make_url
+
+        from tpipe.logs import register_secret
+
+        if self.notify_http_secret is not None:
+            register_secret(self.notify_http_secret.get_secret_value())
+        for url in db_urls:
+            try:
+                register_secret(make_url(url).password)
+            except Exception:  # a malformed URL fails later, with a proper message
+                pass
+
 
 def build_sinks(
     s: NotifySettings, *, producer: Any | None, notifications_topic: str, dlq_topic: str, worker: str
