@@ -1105,3 +1105,79 @@ def test_operations_alert_rules_use_real_metrics() -> None:
     text = OPERATIONS.read_text()
     for phrase in ("/readyz", "tpipe token new", "tpipe token revoke", "SIGHUP", "TPIPE_DURABILITY"):
         assert phrase in text, phrase
+
+
+# ---------------------------------------------------------------------------------------------------
+# smoke: the image's command line and HEALTHCHECK against a real receiver process (no Docker, no Kafka)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_image_command_and_healthcheck_run_against_a_real_receiver(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    [health] = _final_stage("HEALTHCHECK")
+    health_cmd = json.loads(health.split(" CMD ", 1)[1])
+    assert health_cmd[0] == "python"
+    entry = json.loads(_final_stage("ENTRYPOINT")[0]) + json.loads(_final_stage("CMD")[0])
+    tpipe_bin = Path(sys.executable).parent / entry[0]
+    assert tpipe_bin.exists(), "the console script of the ENTRYPOINT"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
+    env.update(_dockerfile_env())  # the image's environment, adapted to a test machine:
+    env.update(
+        TPIPE_HOST="127.0.0.1",
+        TPIPE_PORT=str(port),
+        TPIPE_SPOOL_DIR=str(tmp_path / "spool"),
+        TPIPE_KAFKA="127.0.0.1:1",  # nothing listens: spool mode must start and stay ready anyway
+        TPIPE_TOKEN='["smoke-token"]',
+        TPIPE_DRAIN_TIMEOUT_S="1",
+        TPIPE_HEALTHCHECK_URL=env["TPIPE_HEALTHCHECK_URL"].replace(":8080/", f":{port}/"),
+    )
+    proc = subprocess.Popen(
+        [str(tpipe_bin), *entry[1:]], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "receiver did not come up"
+                time.sleep(0.1)
+        hc = subprocess.run([sys.executable, *health_cmd[1:]], env=env, timeout=10)
+        assert hc.returncode == 0, "the Dockerfile HEALTHCHECK fails against a healthy receiver"
+        bad = subprocess.run(
+            [sys.executable, *health_cmd[1:]],
+            timeout=10,
+            capture_output=True,
+            env={**env, "TPIPE_HEALTHCHECK_URL": f"http://127.0.0.1:{port}/nope"},
+        )
+        assert bad.returncode != 0, "the HEALTHCHECK must fail on an error status"
+        probe = _container(_one("StatefulSet", RECEIVER))["readinessProbe"]["httpGet"]["path"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=3) as resp:
+            assert resp.status == 200, "ready without Kafka in spool mode"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        assert rc == 0
+        # requests (<= drain) + spool drain (<= drain) + exit: what terminationGracePeriodSeconds assumes
+        assert time.monotonic() - t0 < 2 * 1 + 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
