@@ -107,9 +107,12 @@ def test_dry_run_count_matches_real_run(
         assert 0 <= start <= end
 
     out = tmp_path / "real.jsonl"
-    assert run_cli("replay", *_selection_args(window), "--to-file", str(out), *kafka_args(hist_settings)) == 0
+    assert run_cli("replay", *_selection_args(window), "--to-file", str(out), "--progress",
+                   *kafka_args(hist_settings)) == 0
     real = len(out.read_bytes().splitlines())
     assert count == real == len(expected)
+    bar = capsys.readouterr().err.split("\r")[-1]  # --progress forces the bar without a terminal
+    assert bar.startswith("replay [########################] 100.0%") and f"{real} events" in bar
 
     # all VINs, all types, no --from: the whole history up to --to
     rc = run_cli("replay", "--to", iso(window[1]), "--dry-run", *kafka_args(hist_settings))

@@ -170,7 +170,7 @@ class KafkaSource:
             c.pause(lane.rng.tp)
             if at is not None and at < lane.rng.end:
                 lane.rng.stopped_at = at
-            if progress is not None:  # what was not read (past the window, gaps) counts as done
+            if progress is not None:  # what will not be read (past the window, gaps) counts as done
                 progress.skip(lane.rng.size - lane.rng.scanned)
 
         while True:
@@ -187,10 +187,11 @@ class KafkaSource:
                         if rec.timestamp > stop_ts:
                             finish(lane, rec.offset)
                             break
-                        n += 1
                         lane.rng.scanned += 1
                         ev = self._event(rec, lane.rng)
-                        if ev is not None:
+                        if ev is None:
+                            n += 1  # done; a matching record counts as done when it goes out
+                        else:
                             lane.rng.matched += 1
                             lane.buf.append((rec.timestamp, ev))
                     if progress is not None:
@@ -207,6 +208,8 @@ class KafkaSource:
             # Emit while every unfinished lane has a buffered head (so the minimum is known).
             while ready and all(lane.buf or lane.done for lane in lanes.values()):
                 best = min(ready, key=lambda ln: (ln.buf[0][0], ln.rng.topic, ln.rng.partition))
+                if progress is not None:
+                    progress.scanned()
                 yield best.buf.popleft()[1]
                 if not best.buf:
                     ready = [lane for lane in ready if lane.buf]
