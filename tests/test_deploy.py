@@ -1138,6 +1138,8 @@ def test_image_command_and_healthcheck_run_against_a_real_receiver(tmp_path: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
     env.update(_dockerfile_env())  # the image's environment, adapted to a test machine:
     env.update(
+        HOME=str(tmp_path),
+        MPLCONFIGDIR=str(tmp_path / "mpl"),
         TPIPE_HOST="127.0.0.1",
         TPIPE_PORT=str(port),
         TPIPE_SPOOL_DIR=str(tmp_path / "spool"),
