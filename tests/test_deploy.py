@@ -1132,14 +1132,15 @@ def test_image_command_and_healthcheck_run_against_a_real_receiver(tmp_path: Pat
     health_cmd = json.loads(health.split(" CMD ", 1)[1])
     assert health_cmd[0] == "python"
     entry = json.loads(_final_stage("ENTRYPOINT")[0]) + json.loads(_final_stage("CMD")[0])
-    tpipe_bin = Path(sys.executable).parent / entry[0]
-    assert tpipe_bin.exists(), "the console script of the ENTRYPOINT"
+    # ENTRYPOINT is the console script; run the same entry point through this interpreter.
+    assert _pyproject()["project"]["scripts"][entry[0]] == "tpipe.cli:main"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
     env.update(_dockerfile_env())  # the image's environment, adapted to a test machine:
     env.update(
         HOME=str(tmp_path),
         MPLCONFIGDIR=str(tmp_path / "mpl"),
+        PYTHONPATH=str(ROOT),
         TPIPE_HOST="127.0.0.1",
         TPIPE_PORT=str(port),
         TPIPE_SPOOL_DIR=str(tmp_path / "spool"),
@@ -1149,7 +1150,11 @@ def test_image_command_and_healthcheck_run_against_a_real_receiver(tmp_path: Pat
         TPIPE_HEALTHCHECK_URL=env["TPIPE_HEALTHCHECK_URL"].replace(":8080/", f":{port}/"),
     )
     proc = subprocess.Popen(
-        [str(tpipe_bin), *entry[1:]], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "tpipe.cli", *entry[1:]],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 30
