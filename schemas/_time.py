@@ -111,22 +111,26 @@ def render_as_sent(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-_last: tuple[int, str] = (0, "1970-01-01T00:00:00.000Z")  # one tuple: read and replaced atomically
+_SECONDS: dict[int, str] = {}  # epoch second -> "YYYY-MM-DDTHH:MM:SS" (bounded, see below)
+_SECONDS_MAX = 4096
 
 
 def ms_to_iso(ms: int) -> str:
-    """ISO-8601 UTC with milliseconds and ``Z`` (``2024-10-04T10:45:17.537Z``); last value cached."""
-    global _last
-    last = _last
-    if last[0] == ms:
-        return last[1]
+    """ISO-8601 UTC with milliseconds and ``Z`` (``2024-10-04T10:45:17.537Z``).
+
+    The second part is cached per epoch second (receive times and Splunk times cluster), so
+    this is one dict lookup and an f-string on a hit; the cache is dropped when it gets large.
+    """
     sec, frac = divmod(ms, 1000)
-    try:
-        s = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    except (OverflowError, OSError, ValueError):
-        s = (_EPOCH + timedelta(milliseconds=ms - frac)).strftime("%Y-%m-%dT%H:%M:%S")
-    if len(s) < 19:  # strftime does not zero-pad years < 1000 on every platform
-        s = s.zfill(19)
-    out = f"{s}.{frac:03d}Z"
-    _last = (ms, out)
-    return out
+    s = _SECONDS.get(sec)
+    if s is None:
+        try:
+            s = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        except (OverflowError, OSError, ValueError):
+            s = (_EPOCH + timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%S")
+        if len(s) < 19:  # strftime does not zero-pad years < 1000 on every platform
+            s = s.zfill(19)
+        if len(_SECONDS) >= _SECONDS_MAX:
+            _SECONDS.clear()
+        _SECONDS[sec] = s
+    return f"{s}.{frac:03d}Z"

@@ -97,18 +97,20 @@ def _make(
     fmt: SourceFormat,
     received_at_ms: int,
     received_at: str,
+    ts_ms: int | None = None,
 ) -> Envelope:
+    """``ts``: the sent timestamp value (or _MISSING); ``ts_ms``: its epoch ms if already known."""
     if ts is _MISSING or ts is None:
         created_at, created_at_ms = received_at, received_at_ms
     else:
         if type(ts) is str:
             created_at = ts
-            ms = iso_to_ms(ts)
+            ms = ts_ms if ts_ms is not None else iso_to_ms(ts)
             if ms is None:
                 ms = to_ms(ts)
         else:
             created_at = render_as_sent(ts)
-            ms = to_ms(ts)
+            ms = ts_ms if ts_ms is not None else to_ms(ts)
         created_at_ms = ms if ms is not None else received_at_ms
     return new_envelope(
         event_id_for(etype, vin, created_at, payload),
@@ -221,7 +223,7 @@ def _parse_hec(obj: dict[str, Any], received_at_ms: int, received_at: str, out: 
         payload["vin"] = obj.get("source")
     payload["data"] = event
     payload["hec"] = meta
-    out.append(_make(_DATA, source, ts, payload, _SPLUNK, received_at_ms, received_at))
+    out.append(_make(_DATA, source, ts, payload, _SPLUNK, received_at_ms, received_at, t_ms))
 
 
 def _parse_one(obj: dict[str, Any], received_at_ms: int, received_at: str, out: list[Envelope]) -> None:

@@ -523,3 +523,18 @@ def test_parse_object_and_str_body() -> None:
     obj = orjson.loads(load("teslemetry/state.json"))
     env = parse_object(obj, received_at_ms=RX)[0]
     assert env == one(load("teslemetry/state.json").decode())
+
+
+def test_ms_to_iso_matches_datetime() -> None:
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from schemas._time import MAX_MS, MIN_MS, ms_to_iso
+
+    rnd = random.Random(3)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    samples = [MIN_MS, MAX_MS, -1, 0, 999, 1000] + [rnd.randint(0, 4_000_000_000_000) for _ in range(500)]
+    samples += [1746171072000 + i for i in range(0, 3000, 7)]  # many within the same seconds (cached)
+    for ms in samples:
+        dt = epoch + timedelta(milliseconds=ms)
+        assert ms_to_iso(ms) == dt.isoformat(timespec="milliseconds").replace("+00:00", "Z"), ms
