@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-
-from aiokafka.errors import KafkaError
 
 from consumers.replay.selection import ReplayError
+from consumers.replay.text import columns, run_command
 from tpipe.cli_support import add_settings_arguments, settings_from_args
 from tpipe.settings import KafkaSettings
 
@@ -17,76 +15,53 @@ __all__ = ["register"]
 _TOPIC_FIELDS = {"topic_partitions", "topic_retention_ms"}
 
 
-def _fail(cmd: str, exc: BaseException) -> int:
-    from tpipe.logs import redact
-
-    print(f"tpipe {cmd}: error: {redact(str(exc))}", file=sys.stderr)
-    return 1
-
-
 def _run_reset(args: argparse.Namespace) -> int:
     from consumers.replay.reset import format_plan, reset_group
     from consumers.replay.timeparse import format_ms, parse_time_ms
 
-    settings = settings_from_args(KafkaSettings, args)
-    to: int | str
-    if args.to.lower() in ("earliest", "latest"):
-        to = args.to.lower()
-    else:
-        try:
-            to = parse_time_ms(args.to)
-        except ValueError as exc:
-            return _fail("consumers reset", exc)
-    label = to if isinstance(to, str) else format_ms(to)
-    try:
+    def body() -> None:
+        settings = settings_from_args(KafkaSettings, args)
+        to: int | str = args.to.lower() if args.to.lower() in ("earliest", "latest") else parse_time_ms(args.to)
         rows = asyncio.run(reset_group(settings, args.group, to, topics=args.topic or None, execute=args.execute))
-    except (ReplayError, KafkaError) as exc:
-        return _fail("consumers reset", exc)
-    print(format_plan(args.group, label, rows, executed=args.execute))
-    return 0
+        print(format_plan(args.group, to if isinstance(to, str) else format_ms(to), rows, executed=args.execute))
+
+    return run_command("consumers reset", body)
 
 
 def _run_topics_create(args: argparse.Namespace) -> int:
     from consumers.replay.topics import create_topics, format_retention, parse_retention_ms
 
-    settings = settings_from_args(KafkaSettings, args)
-    try:
+    def body() -> None:
+        settings = settings_from_args(KafkaSettings, args)
         retention = parse_retention_ms(args.retention) if args.retention else None
         if args.partitions is not None and args.partitions < 1:
             raise ReplayError("--partitions must be at least 1")
         created, existing = asyncio.run(create_topics(settings, retention_ms=retention, partitions=args.partitions))
-    except (ReplayError, KafkaError) as exc:
-        return _fail("topics create", exc)
-    eff_retention = retention if retention is not None else settings.topic_retention_ms
-    parts = args.partitions or settings.topic_partitions
-    for name in created:
-        ret = "broker default" if eff_retention is None else format_retention(eff_retention)
-        print(f"created {name} (partitions {parts}, retention {ret})")
-    for name in existing:
-        print(f"exists  {name} (unchanged; see `tpipe topics list`)")
-    return 0
+        eff = retention if retention is not None else settings.topic_retention_ms
+        ret = "broker default" if eff is None else format_retention(eff)
+        parts = args.partitions or settings.topic_partitions
+        for name in created:
+            print(f"created {name} (partitions {parts}, retention {ret})")
+        for name in existing:
+            print(f"exists  {name} (unchanged; see `tpipe topics list`)")
+
+    return run_command("topics create", body)
 
 
 def _run_topics_list(args: argparse.Namespace) -> int:
     from consumers.replay.topics import format_retention, list_topics
 
-    settings = settings_from_args(KafkaSettings, args)
-    try:
-        infos = asyncio.run(list_topics(settings))
-    except KafkaError as exc:
-        return _fail("topics list", exc)
-    head = ("topic", "partitions", "retention", "records")
-    rows = [
-        (i.name, str(i.partitions), format_retention(i.retention_ms), f"{i.records:,}")
-        if i.exists
-        else (i.name, "-", "-", "(missing)")
-        for i in infos
-    ]
-    widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-    for r in rows:
-        print("  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths, strict=True))))
-    return 0
+    def body() -> None:
+        infos = asyncio.run(list_topics(settings_from_args(KafkaSettings, args)))
+        rows = [
+            (i.name, str(i.partitions), format_retention(i.retention_ms), f"{i.records:,}")
+            if i.exists
+            else (i.name, "-", "-", "(missing)")
+            for i in infos
+        ]
+        print(columns(("topic", "partitions", "retention", "records"), rows))
+
+    return run_command("topics list", body)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

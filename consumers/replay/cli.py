@@ -9,16 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 from typing import Any
-
-from aiokafka.errors import KafkaError
 
 from consumers.replay.selection import ReplayError, Selection
 from consumers.replay.sinks import FileSink, Sink, TopicSink, UrlSink
+from consumers.replay.text import run_command
 from consumers.replay.timeparse import parse_duration_ms, parse_time_ms
 from tpipe.cli_support import add_settings_arguments, settings_from_args
-from tpipe.logs import redact
 from tpipe.settings import KafkaSettings
 
 __all__ = ["register", "register_lake_replay", "selection_from_args", "sink_from_args"]
@@ -86,32 +83,16 @@ def sink_from_args(args: argparse.Namespace, settings: KafkaSettings) -> Sink | 
     raise ReplayError("choose a target: --to-topic NAME, --to-file PATH|-, --to-url URL, or --dry-run")
 
 
-def _fail(cmd: str, exc: BaseException) -> int:
-    print(f"tpipe {cmd}: error: {redact(str(exc))}", file=sys.stderr)
-    return 1
-
-
 def _run_replay(args: argparse.Namespace) -> int:
     from consumers.replay.engine import replay_kafka
 
-    try:
+    def body() -> None:
         settings = settings_from_args(KafkaSettings, args)
-        sel = selection_from_args(args)
         sink = sink_from_args(args, settings)
+        sel = selection_from_args(args)
         asyncio.run(replay_kafka(settings, sel, sink, rate=args.rate, show_progress=args.progress))
-    except (ReplayError, KafkaError) as exc:
-        return _fail("replay", exc)
-    except KeyboardInterrupt:
-        print("tpipe replay: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `--to-file - | head`: the reader has what it wanted
-        _quiet_stdout()
-    return 0
 
-
-def _quiet_stdout() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    return run_command("replay", body)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -10,6 +10,7 @@ from consumers.replay.kafka_source import KafkaSource, PartitionRange
 from consumers.replay.progress import Progress, RateLimiter
 from consumers.replay.selection import ReplayEvent, Selection
 from consumers.replay.sinks import Sink
+from consumers.replay.text import columns
 from consumers.replay.timeparse import format_ms
 from tpipe.settings import KafkaSettings
 
@@ -41,11 +42,7 @@ def format_ranges(ranges: Sequence[PartitionRange], *, counted: bool) -> str:
         )
         for r in ranges
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
-    return "\n".join(lines)
+    return columns(head, rows)
 
 
 async def deliver(

@@ -8,11 +8,10 @@ import sys
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, TextIO
 
-from aiokafka.errors import KafkaError
-
 from consumers.replay.progress import Progress
-from consumers.replay.selection import ReplayError, ReplayEvent, Selection
+from consumers.replay.selection import ReplayEvent, Selection
 from consumers.replay.sinks import Sink
+from consumers.replay.text import run_command
 from tpipe.cli_support import add_settings_arguments, settings_from_args
 from tpipe.settings import KafkaSettings
 
@@ -90,17 +89,12 @@ def register(lake_sub: argparse._SubParsersAction, settings_cls: Any = None) -> 
 
 
 def _run(args: argparse.Namespace) -> int:
-    from consumers.replay.cli import _fail, selection_from_args, sink_from_args
+    from consumers.replay.cli import selection_from_args, sink_from_args
 
-    try:
+    def body() -> None:
         catalog_settings = settings_from_args(args.lake_settings_cls, args)
-        kafka = settings_from_args(KafkaSettings, args)
+        sink = sink_from_args(args, settings_from_args(KafkaSettings, args))
         sel = selection_from_args(args)
-        sink = sink_from_args(args, kafka)
         asyncio.run(replay_lake(catalog_settings, sel, sink, rate=args.rate, show_progress=args.progress))
-    except (ReplayError, KafkaError) as exc:
-        return _fail("lake replay", exc)
-    except KeyboardInterrupt:
-        print("tpipe lake replay: interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_command("lake replay", body)

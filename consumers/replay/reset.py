@@ -19,6 +19,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.replay.kafka_meta import GroupInfo, describe_group, retrying, topic_partitions
 from consumers.replay.selection import ReplayError
+from consumers.replay.text import columns
 from consumers.replay.timeparse import format_ms
 from tpipe.kafka_clients import make_admin, make_consumer
 from tpipe.settings import KafkaSettings
@@ -106,14 +107,8 @@ async def plan_reset(
 def format_plan(group: str, to_label: str, rows: list[ResetRow], *, executed: bool) -> str:
     head = ("topic", "partition", "current_offset", "new_offset")
     body = [(r.topic, str(r.partition), "-" if r.current is None else str(r.current), str(r.new)) for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-    lines = [
-        f"{'RESET' if executed else 'DRY RUN (add --execute to apply)'}: group {group} to {to_label}",
-        "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
-    ]
-    for b in body:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(b, widths, strict=True))))
-    return "\n".join(lines)
+    title = f"{'RESET' if executed else 'DRY RUN (add --execute to apply)'}: group {group} to {to_label}"
+    return title + "\n" + columns(head, body)
 
 
 async def reset_group(
