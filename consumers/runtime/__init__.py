@@ -36,7 +36,8 @@ Contract (what the runtime guarantees and what it expects):
   broker's ack) -> ``worker.checkpoint(offsets, force=False)`` -> commit the returned offsets.
   ``checkpoint`` runs after every poll, also an empty one (time-based flushes).
 * ``handle`` errors: ``RetryableError`` -> back off (``retry_backoff_ms``, doubling to 30 s) and
-  retry the same batch, nothing advances; any other exception -> the batch is retried one record
+  retry the same batch, nothing advances (a revocation or stop during the back-off abandons the
+  batch: it is read again); any other exception -> the batch is retried one record
   at a time and records that still raise are dead-lettered (``PoisonRecordError`` is the explicit
   way). So effects must be idempotent by ``event_id`` — they are also needed for redelivery after a
   crash and for duplicate webhooks (same event_id at another offset).

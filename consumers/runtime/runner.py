@@ -84,6 +84,7 @@ class WorkerRuntime:
         self.assigned_event = asyncio.Event()  # set at every (non-empty or empty) assignment
         self._decode = decode
         self._lock = asyncio.Lock()
+        self._revoke_pending = asyncio.Event()  # a revocation waits for the lock: stop backing off
         self._owned: set[TopicPartition] = set()
         self._handled: Offsets = {}  # next offset to read, per owned partition, as handled so far
         self._committed: Offsets = {}  # last offsets committed to Kafka
@@ -168,6 +169,7 @@ class WorkerRuntime:
         batch: list[WorkerRecord] = []
         dead: list[DeadLetter] = []
         ends: Offsets = {}
+        starts: Offsets = {}
         for tp, recs in records.items():
             if tp not in self._owned or not recs:
                 continue  # fetched before a revocation: the next owner reads it
@@ -184,11 +186,15 @@ class WorkerRuntime:
                 batch.append(
                     WorkerRecord(env, r.topic, r.partition, r.offset, r.key, r.value, headers, r.timestamp)
                 )
-            ends[tp] = recs[-1].offset + 1
+            starts[tp], ends[tp] = recs[0].offset, recs[-1].offset + 1
         if not ends:
             return
         failures = await self._handle_with_retry(batch) if batch else []
-        if failures is None:  # stopping or revoked while backing off: nothing advances
+        if failures is None:  # stopping or revoked while backing off: nothing advances, read it again
+            if self._consumer is not None:
+                for tp, off in starts.items():
+                    if tp in self._owned:
+                        self._consumer.seek(tp, off)
             return
         for f in failures:
             r = f.record
@@ -225,9 +231,12 @@ class WorkerRuntime:
                     "retryable failure, backing off",
                     extra={"worker": self.worker.name, "error": str(exc), "backoff_s": backoff},
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop_event.wait(), backoff)
-                if self.stop_event.is_set():
+                stop = asyncio.ensure_future(self.stop_event.wait())
+                revoke = asyncio.ensure_future(self._revoke_pending.wait())
+                await asyncio.wait({stop, revoke}, timeout=backoff, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                revoke.cancel()
+                if self.stop_event.is_set() or self._revoke_pending.is_set():
                     return None
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
@@ -329,7 +338,9 @@ class WorkerRuntime:
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
+        self._revoke_pending.set()
         async with self._lock:
+            self._revoke_pending.clear()
             try:
                 await self._checkpoint(force=True)
             except Exception:
