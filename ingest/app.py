@@ -166,7 +166,10 @@ class Receiver:
             await self.forwarder.close()
             await self.spool.close()
         if self._direct_producer is not None:
-            await self._direct_producer.stop()
+            try:  # batches the broker never took would make stop() wait forever
+                await asyncio.wait_for(self._direct_producer.stop(), timeout=5.0)
+            except TimeoutError:
+                log.warning("kafka producer did not stop in time; unacknowledged requests got 503")
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
