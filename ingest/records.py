@@ -32,9 +32,12 @@ class RecordBuilder:
         errors = self._validator(env) if self._validator is not None else None
         topic = self.topic(env)
         if errors:
+            # same header names as the workers' dead letters (consumers.runtime.dlq)
             headers = [
                 *headers,
-                ("dlq_reason", b"schema_validation"),
+                ("dlq_error_type", b"SchemaValidationError"),
+                ("dlq_error", "; ".join(errors[:5]).encode()[:1000]),
+                ("dlq_worker", b"receiver"),
                 ("dlq_source_topic", topic.encode()),
                 ("validation_errors", orjson.dumps(errors[:20])),
             ]

@@ -185,7 +185,8 @@ async def test_invalid_event_is_accepted_and_dead_lettered_with_reasons_and_coun
     dlq = await read_all(kafka_settings, f"{prefix}.dlq", expected_count=1)
     assert len(dlq) == 1
     headers = {k: v for k, v in dlq[0].headers}
-    assert headers["dlq_reason"] == b"schema_validation"
+    assert headers["dlq_error_type"] == b"SchemaValidationError" and b"Bad" in headers["dlq_error"]
+    assert headers["dlq_worker"] == b"receiver"
     assert headers["dlq_source_topic"] == f"{prefix}.data".encode()
     reasons = orjson.loads(headers["validation_errors"])
     assert any("Bad" in r for r in reasons), reasons

@@ -76,3 +76,17 @@ WORKER_COMMIT_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+
+# --- alerts and credits -----------------------------------------------------------------------
+NOTIFICATIONS = Counter(
+    "tpipe_notifications_total",
+    "Notification deliveries by sink and outcome (delivered, dead_lettered, failed)",
+    ["sink", "outcome"],
+    registry=REGISTRY,
+)
+NOTIFY_OUTBOX_PENDING = Gauge(
+    "tpipe_notify_outbox_pending", "Notifications written but not yet delivered to every sink", ["worker"],
+    registry=REGISTRY,
+)
+CREDITS_BALANCE = Gauge("tpipe_credits_balance", "Current Teslemetry credit balance (newest by created_at)",
+                        registry=REGISTRY)

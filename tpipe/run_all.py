@@ -72,7 +72,12 @@ def _run(args: argparse.Namespace) -> int:
         "TPIPE_KAFKA": bootstrap,
         "TPIPE_TOKENS_FILE": str(var / "tokens.json"),
         "TPIPE_SPOOL_DIR": str(var / "spool"),
+        "TPIPE_CATALOG_URI": f"sqlite:///{var / 'lake' / 'catalog.db'}",
+        "TPIPE_WAREHOUSE": str(var / "lake" / "warehouse"),
+        "TPIPE_ALERTS_DB_URL": f"sqlite:///{var / 'alerts.db'}",
+        "TPIPE_CREDITS_DB_URL": f"sqlite:///{var / 'credits.db'}",
     }
+    (var / "lake" / "warehouse").mkdir(parents=True, exist_ok=True)
     tpipe = [sys.executable, "-m", "tpipe.cli"]
     procs: dict[str, subprocess.Popen[bytes]] = {
         "receiver": subprocess.Popen([*tpipe, "serve", "--port", str(args.port)], env=env)

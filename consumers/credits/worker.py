@@ -77,6 +77,5 @@ class CreditsWorker(Worker):
 
 
 def _set_balance(balance: int | None) -> None:
-    gauge = getattr(metrics, "CREDITS_BALANCE", None)  # to be added to tpipe.metrics by its owner
-    if gauge is not None and balance is not None:
-        gauge.set(balance)
+    if balance is not None:
+        metrics.CREDITS_BALANCE.set(balance)

@@ -116,14 +116,10 @@ class Dispatcher:
 def _count(sink: str, outcome: str) -> None:
     from tpipe import metrics
 
-    counter = getattr(metrics, "NOTIFICATIONS", None)  # added to tpipe.metrics by its owner
-    if counter is not None:
-        counter.labels(sink=sink, outcome=outcome).inc()
+    metrics.NOTIFICATIONS.labels(sink=sink, outcome=outcome).inc()
 
 
 def _observe_pending(d: Dispatcher) -> None:
     from tpipe import metrics
 
-    gauge = getattr(metrics, "NOTIFY_OUTBOX_PENDING", None)
-    if gauge is not None:
-        gauge.labels(worker=d.worker).set(d.outbox.counts(d.engine)["pending"])
+    metrics.NOTIFY_OUTBOX_PENDING.labels(worker=d.worker).set(d.outbox.counts(d.engine)["pending"])
