@@ -212,7 +212,7 @@ def _parse_hec(obj: dict[str, Any], received_at_ms: int, received_at: str, out: 
         if "createdAt" in inner and inner["createdAt"] is not None:
             ts = inner["createdAt"]
         elif iso is not None:
-            inner["createdAt"] = iso
+            inner["createdAt"] = ts = iso  # created_at = what the payload says, so a re-POST keeps the id
         inner["hec"] = meta
         _emit(inner, keys, _SPLUNK, ts, source, received_at_ms, received_at, out)
         return
@@ -223,6 +223,8 @@ def _parse_hec(obj: dict[str, Any], received_at_ms: int, received_at: str, out: 
         payload["vin"] = obj.get("source")
     payload["data"] = event
     payload["hec"] = meta
+    if iso is not None:
+        ts = iso  # as above: created_at matches the payload's createdAt
     out.append(_make(_DATA, source, ts, payload, _SPLUNK, received_at_ms, received_at, t_ms))
 
 

@@ -64,11 +64,11 @@ CASES = [
     ("tesla_raw/alerts.json", "alerts", VIN, "teslemetry", "2025-03-11T21:04:10.201518Z"),
     ("tesla_raw/errors.json", "errors", VIN, "teslemetry", "2025-03-11T21:04:10.201518Z"),
     ("tesla_raw/connectivity.json", "connectivity", VIN, "tesla_raw", "2025-03-11T21:04:10.201518311Z"),
-    ("splunk/data.json", "data", VIN, "splunk", "1746171072.4029183"),
+    ("splunk/data.json", "data", VIN, "splunk", "2025-05-02T07:31:12.402Z"),
     ("splunk/data_raw.json", "data", VIN, "splunk", "2025-05-02T07:31:12.402918311Z"),
     ("splunk/alerts.json", "alerts", VIN, "splunk", "2025-05-02T07:31:12.402Z"),
     ("splunk/errors.json", "errors", VIN, "splunk", "2025-05-02T07:31:12.402Z"),
-    ("splunk/connectivity.json", "connectivity", VIN, "splunk", "1746171072.4029183"),
+    ("splunk/connectivity.json", "connectivity", VIN, "splunk", "2025-05-02T07:31:12.402Z"),
     ("bench/data_0.5kb.json", "data", VIN, "teslemetry", "2025-05-02T07:31:12.402918311Z"),
     ("bench/data_1.5kb.json", "data", VIN, "teslemetry", "2025-05-02T07:31:12.402918311Z"),
     ("bench/data_3kb.json", "data", VIN, "teslemetry", "2025-05-02T07:31:12.402918311Z"),
@@ -440,7 +440,8 @@ def test_raw_and_teslemetry_of_the_same_record_share_an_id() -> None:
 
 def test_splunk_flat_event() -> None:
     env = one(load("splunk/data.json"))
-    assert env.created_at == "1746171072.4029183" and env.created_at_ms == 1746171072402
+    # HEC's epoch ``time`` becomes the payload's createdAt and the envelope's created_at alike
+    assert env.created_at == "2025-05-02T07:31:12.402Z" and env.created_at_ms == 1746171072402
     assert env.payload == {
         "createdAt": "2025-05-02T07:31:12.402Z",
         "vin": VIN,
@@ -480,7 +481,7 @@ def test_concatenated_objects_without_newlines() -> None:
 
 def test_splunk_time_in_ms_and_string_event() -> None:
     env = one({"time": 1746171072402, "source": VIN, "event": {"VehicleSpeed": 1}})
-    assert env.created_at_ms == 1746171072402 and env.created_at == "1746171072402"
+    assert env.created_at_ms == 1746171072402 and env.created_at == "2025-05-02T07:31:12.402Z"
     env = one({"time": 1746171072, "host": "h", "source": VIN, "event": "free text"})
     assert env.type is EventType.UNKNOWN and env.source_format is SourceFormat.SPLUNK and env.vin == VIN
 
@@ -538,3 +539,12 @@ def test_ms_to_iso_matches_datetime() -> None:
     for ms in samples:
         dt = epoch + timedelta(milliseconds=ms)
         assert ms_to_iso(ms) == dt.isoformat(timespec="milliseconds").replace("+00:00", "Z"), ms
+
+
+def test_splunk_payload_reposted_in_teslemetry_form_keeps_its_event_id() -> None:
+    """Replay re-POSTs the envelope's payload; the receiver must compute the same event_id."""
+    for name in ("splunk/data.json", "splunk/connectivity.json", "splunk/alerts.json", "splunk/data_raw.json"):
+        for env in parse_body(load(name), received_at_ms=RX):
+            again = one(env.payload)
+            assert again.event_id == env.event_id, name
+            assert again.created_at_ms == env.created_at_ms
