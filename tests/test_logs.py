@@ -46,13 +46,17 @@ def test_receiver_logs_never_contain_the_token(kafka_bootstrap: str, tmp_path: P
     body = b'{"createdAt":"2025-01-01T00:00:00Z","vin":"V1","state":"online"}'
     wrong = "wrong-token-7d1e0c"
     with httpx.Client(timeout=10) as client:
-        assert client.post(f"{rx.url}/webhook?token={TOKEN}", content=body).status_code == 202
+        first = client.post(f"{rx.url}/webhook?token={TOKEN}", content=body)
+        assert first.status_code == 202
         assert client.post(f"{rx.url}/webhook", content=body, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 202
         assert client.post(f"{rx.url}/webhook?token={wrong}", content=body).status_code == 401
         assert client.post(f"{rx.url}/webhook?x=1&token={TOKEN}", content=b"{bad").status_code == 400
     assert rx.terminate() == 0
     text = rx.log_path.read_text()
     assert '"msg":"accepted"' in text, "the request log line was written"
+    spooled = [orjson.loads(x) for x in text.splitlines() if '"msg":"spooled"' in x]
+    assert spooled, "one line per group commit"
+    assert first.json()["events"][0]["event_id"] in {e for line in spooled for e in line["event_ids"]}
     assert TOKEN not in text and wrong not in text
     for line in text.splitlines():
         orjson.loads(line)  # every line is one JSON object

@@ -64,6 +64,7 @@ class Spool:
         self._pending_bytes = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._pending_count = 0
+        self._pending_ids: list[str] = []
         self._wakeup = asyncio.Event()
         self.committed = asyncio.Event()  # set after each commit: the forwarder waits on it
         self._events = 0
@@ -124,8 +125,11 @@ class Spool:
         total = sum(self._sizes.values())
         return total - self._cursor.offset if self._cursor.segment in self._sizes else total
 
-    async def append(self, frames: list[bytes]) -> None:
-        """Durably store ``frames``; returns after fsync. Raises SpoolFull or SpoolWriteError."""
+    async def append(self, frames: list[bytes], event_ids: list[str] | None = None) -> None:
+        """Durably store ``frames``; returns after fsync. Raises SpoolFull or SpoolWriteError.
+
+        ``event_ids`` only feed the one log line written per group commit.
+        """
         size = sum(map(len, frames))
         if self._closing:
             raise SpoolWriteError("spool is closing")
@@ -136,6 +140,8 @@ class Spool:
         self._pending.extend(frames)
         self._pending_bytes += size
         self._pending_count += len(frames)
+        if event_ids:
+            self._pending_ids.extend(event_ids)
         self._waiters.append(fut)
         self._wakeup.set()
         await fut
@@ -152,8 +158,9 @@ class Spool:
             if self.commit_delay_s:
                 await asyncio.sleep(self.commit_delay_s)
             data = b"".join(self._pending)
-            waiters, count = self._waiters, self._pending_count
+            waiters, count, ids = self._waiters, self._pending_count, self._pending_ids
             self._pending, self._waiters, self._pending_bytes, self._pending_count = [], [], 0, 0
+            self._pending_ids = []
             started = time.perf_counter()
             try:
                 if self._sizes[self._active] > 0 and self._sizes[self._active] + len(data) > self.segment_bytes:
@@ -172,7 +179,14 @@ class Spool:
                 continue
             from tpipe.metrics import SPOOL_FSYNC_SECONDS
 
-            SPOOL_FSYNC_SECONDS.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            SPOOL_FSYNC_SECONDS.observe(elapsed)
+            if log.isEnabledFor(logging.INFO):  # one line per group commit (= per batch of requests)
+                log.info(
+                    "spooled",
+                    extra={"requests": len(waiters), "events": count, "bytes": len(data),
+                           "commit_ms": round(elapsed * 1000, 3), "event_ids": ids},
+                )
             self._writing = False
             self._last_error = None
             self.commits += 1
