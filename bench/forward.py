@@ -1,0 +1,147 @@
+"""Forwarder throughput, spool -> Kafka, and its baseline: a raw aiokafka producer loop.
+
+    python -m bench.forward --kafka HOST:PORT --prefix P --events 60000 --mode forwarder|raw BODY...
+
+``forwarder``: pre-fill a fresh spool with N events through the Spool API (not timed), then time
+``ingest.forwarder.Forwarder`` draining it to the broker (read + decode + publish + cursor advance).
+``raw``: the same N records, already decoded in memory, sent with one ``await producer.send()`` each
+and all acknowledgements awaited. Both use the receiver's producer (``tpipe.kafka_clients.producer_config``
+via ``make_producer(role="forwarder")``), started and with topic metadata loaded before timing.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from ingest.records import RecordBuilder
+from ingest.settings import IngestSettings
+from ingest.spool.frame import decode_at
+from schemas import topics
+from schemas.parse import parse_body
+from tpipe import kafka_clients
+
+perf = time.perf_counter
+
+
+def make_frames(bodies: list[bytes], events: int, vins: int, prefix: str) -> list[bytes]:
+    """N spool frames cycling over len(bodies) x vins distinct events (VINs spread the partitions)."""
+    builder = RecordBuilder(prefix, None)
+    distinct: list[bytes] = []
+    now = int(time.time() * 1000)
+    for v in range(vins):
+        vin = f"5YJ3BENCH{v:08d}"
+        for b in bodies:
+            obj = orjson.loads(b)
+            if "vin" in obj:
+                obj["vin"] = vin
+            for env in parse_body(orjson.dumps(obj), received_at_ms=now):
+                distinct.append(builder.build(env)[1])
+    return [distinct[i % len(distinct)] for i in range(events)]
+
+
+async def _producer(settings: IngestSettings, frames: list[bytes]):  # type: ignore[no-untyped-def]
+    """The receiver's producer, started, with every partition the frames go to led and written once."""
+    await kafka_clients.ensure_topics(settings, topics.all_topics(settings.topic_prefix))
+    producer = kafka_clients.make_producer(
+        settings, role="forwarder", request_timeout_ms=int(settings.broker_timeout_s * 1000)
+    )
+    await producer.start()
+    used = {decode_at(f, 0)[0].topic for f in frames[:5000]}
+    for t in sorted(used):
+        for p in sorted(await producer.partitions_for(t)):
+            await producer.send_and_wait(t, b"{}", key=b"bench-warmup", partition=p)
+    return producer
+
+
+async def run_forwarder(settings: IngestSettings, frames: list[bytes], spool_dir: Path, profile: str | None) -> dict:
+    from ingest.forwarder import Forwarder
+    from ingest.spool.log import Spool
+
+    spool = Spool(spool_dir, max_bytes=8 << 30, segment_bytes=settings.spool_segment_bytes)
+    spool.open()
+    spool.start()
+    for i in range(0, len(frames), 1000):
+        await spool.append(frames[i : i + 1000])
+    producer = await _producer(settings, frames)
+
+    async def factory():  # type: ignore[no-untyped-def]
+        return producer
+
+    fw = Forwarder(spool, factory, batch_events=settings.forward_batch_events)
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    t0 = perf()
+    task = asyncio.get_running_loop().create_task(fw.run())
+    drained = await fw.drain(600)
+    elapsed = perf() - t0
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(profile)
+    fw.stop()
+    await task
+    await producer.stop()
+    await spool.close()
+    return {"drained": drained, "forwarded": fw.forwarded, "seconds": elapsed}
+
+
+async def run_raw(settings: IngestSettings, frames: list[bytes]) -> dict:
+    records = [decode_at(f, 0)[0] for f in frames]
+    producer = await _producer(settings, frames)
+    t0 = perf()
+    send = producer.send
+    futs = [
+        await send(r.topic, r.value, key=r.key, headers=r.headers, timestamp_ms=r.timestamp_ms) for r in records
+    ]
+    for res in await asyncio.gather(*futs, return_exceptions=True):
+        if isinstance(res, BaseException):
+            raise res
+    elapsed = perf() - t0
+    await producer.stop()
+    return {"forwarded": len(records), "seconds": elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kafka", required=True)
+    ap.add_argument("--prefix", required=True)
+    ap.add_argument("--events", type=int, default=60000)
+    ap.add_argument("--vins", type=int, default=200)
+    ap.add_argument("--mode", choices=("forwarder", "raw"), required=True)
+    ap.add_argument("--profile", default=None, help="write cProfile stats of the timed section here")
+    ap.add_argument("bodies", nargs="+")
+    a = ap.parse_args(argv)
+    settings = IngestSettings(kafka=a.kafka, topic_prefix=a.prefix)
+    bodies = [Path(p).read_bytes() for p in a.bodies]
+    frames = make_frames(bodies, a.events, a.vins, a.prefix)
+    nbytes = sum(map(len, frames))
+    import uvloop
+
+    if a.mode == "forwarder":
+        tmp = Path(tempfile.mkdtemp(prefix="tpipe-bench-spool-"))
+        try:
+            res = uvloop.run(run_forwarder(settings, frames, tmp / "spool", a.profile))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        res = uvloop.run(run_raw(settings, frames))
+    res.update(mode=a.mode, events=a.events, frame_bytes=nbytes, events_per_s=a.events / res["seconds"])
+    sys.stdout.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Telemetry (lake) worker throughput helpers.
+
+    python -m bench.lake prefill --kafka K --prefix P --events N --bodies BODY...   # N data events into <P>.data
+    python -m bench.lake raw --kafka K --prefix P --events N               # raw getmany loop (baseline)
+
+``raw`` subscribes a fresh consumer group to the topics the telemetry worker reads, with the workers'
+consumer settings (``tpipe.kafka_clients.consumer_config``), and counts records from ``getmany`` without
+decoding them; it reports events/s from the first record to the N-th. The worker itself is run by
+``bench.run`` as ``tpipe consume telemetry`` and timed from its ``tpipe_worker_records_processed_total``.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from bench.forward import make_frames
+from ingest.settings import IngestSettings
+from ingest.spool.frame import decode_at
+from schemas import topics
+from tpipe import kafka_clients
+
+perf = time.perf_counter
+LAKE_TYPES = ("data", "state", "connectivity", "vehicle_data")
+
+
+async def prefill(settings: IngestSettings, frames: list[bytes]) -> dict:
+    from ingest.forwarder import publish
+
+    await kafka_clients.ensure_topics(settings, topics.all_topics(settings.topic_prefix))
+    producer = kafka_clients.make_producer(settings, role="bench-prefill")
+    await producer.start()
+    try:
+        records = [decode_at(f, 0)[0] for f in frames]
+        for i in range(0, len(records), 5000):
+            await publish(producer, records[i : i + 5000])
+    finally:
+        await producer.stop()
+    return {"produced": len(frames)}
+
+
+async def raw(settings: IngestSettings, events: int, timeout_s: float) -> dict:
+    names = [topics.topic_for(t, settings.topic_prefix) for t in LAKE_TYPES]
+    consumer = kafka_clients.make_consumer(settings, *names, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}")
+    await consumer.start()
+    n = 0
+    t_first = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while n < events and time.monotonic() < deadline:
+            got = await consumer.getmany(timeout_ms=1000)
+            for recs in got.values():
+                if recs and t_first is None:
+                    t_first = perf()
+                n += len(recs)
+        t_end = perf()
+    finally:
+        await consumer.stop()
+    secs = (t_end - t_first) if t_first is not None else float("nan")
+    return {"consumed": n, "seconds": secs, "events_per_s": n / secs if secs and secs > 0 else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=("prefill", "raw"))
+    ap.add_argument("--kafka", required=True)
+    ap.add_argument("--prefix", required=True)
+    ap.add_argument("--events", type=int, default=60000)
+    ap.add_argument("--vins", type=int, default=200)
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--bodies", nargs="*", default=[])
+    a = ap.parse_args(argv)
+    settings = IngestSettings(kafka=a.kafka, topic_prefix=a.prefix)
+    import uvloop
+
+    if a.mode == "prefill":
+        frames = make_frames([Path(p).read_bytes() for p in a.bodies], a.events, a.vins, a.prefix)
+        res = uvloop.run(prefill(settings, frames))
+    else:
+        res = uvloop.run(raw(settings, a.events, a.timeout))
+    sys.stdout.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
