@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import uvicorn
+
 from ingest.settings import IngestSettings
 from tpipe.cli_support import add_settings_arguments, settings_from_args
 
@@ -76,9 +78,7 @@ def _token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_server(settings: IngestSettings):  # type: ignore[no-untyped-def]
-    import uvicorn
-
+def build_server(settings: IngestSettings) -> uvicorn.Server:
     from ingest.app import create_app
 
     config = uvicorn.Config(
