@@ -158,3 +158,39 @@ async def test_sigterm_under_load_completes_requests_drains_and_exits_zero(
     assert fig["non_2xx"] == 0, "in-flight requests completed instead of failing"
     assert set(res.acked) <= set(ids), "everything acknowledged was drained to Kafka before exit"
     assert "shutdown: spool drain" in rx.log_tail(200)
+
+
+async def test_corrupt_spool_tail_keeps_the_valid_prefix_and_reports_the_moved_bytes(
+    local_broker_factory: Callable[..., LocalBroker], tmp_path: Path, topic_prefix: str
+) -> None:
+    broker = local_broker_factory()
+    await broker.astart()
+    await broker.astop()  # Kafka down: what is acknowledged stays in the spool
+    rx = new_receiver(tmp_path, broker.bootstrap, topic_prefix).start()
+    acked: set[str] = set()
+    async with httpx.AsyncClient(timeout=30) as client:
+        for seq in range(50):
+            r = await client.post(rx.url + "/webhook", content=event_body(3, seq),
+                                  headers={"Authorization": f"Bearer {TOKEN}"})
+            assert r.status_code == 202
+            acked.add(r.json()["events"][0]["event_id"])
+    rx.kill()  # crash, then damage the tail as a torn write would
+    segments = sorted((tmp_path / "spool").glob("*.seg"), key=lambda p: p.stat().st_size)
+    damaged = segments[-1]
+    garbage = b"TPS1\x00\x10\x00\x00" + b"\xde\xad" * 40
+    with open(damaged, "ab") as fh:
+        fh.write(garbage)
+    await broker.arestart()
+    rx.start()
+    health = await rx.wait_drained()
+    assert health["spool"]["damaged_bytes_recovered"] == len(garbage)  # type: ignore[index]
+    report = (tmp_path / "spool" / "corrupt" / "report.jsonl").read_text().splitlines()
+    assert len(report) == 1 and json.loads(report[0])["bytes"] == len(garbage)
+    moved = tmp_path / "spool" / "corrupt" / json.loads(report[0])["saved_to"]
+    assert moved.read_bytes() == garbage, "the bad bytes are moved aside, not dropped"
+    assert "spool damage moved aside" in rx.log_tail(200)
+    assert rx.terminate() == 0
+    ids = await _kafka_ids(broker.bootstrap, topic_prefix, len(acked))
+    print(f"\nFAULT FIGURES corrupt_tail: acknowledged={len(acked)} in_kafka={len(set(ids))} "
+          f"duplicates={len(ids) - len(set(ids))} moved_bytes={len(garbage)}")
+    assert set(ids) == acked, "the valid prefix (every acknowledged event) is forwarded"
