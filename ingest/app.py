@@ -148,7 +148,8 @@ class Receiver:
             self._tasks.append(loop.create_task(self.forwarder.run(), name="forwarder"))
         else:
             self._direct_producer = await self._start_producer()
-        self._tasks.append(loop.create_task(self._watch_tokens(), name="tokens-watch"))
+        if s.tokens_watch_interval_s > 0:
+            self._tasks.append(loop.create_task(self._watch_tokens(s.tokens_watch_interval_s), name="tokens-watch"))
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self._reload_tokens)
         # Startup objects (modules, schemas, clients) never become garbage: move them out of the cyclic
@@ -193,9 +194,9 @@ class Receiver:
         except Exception as exc:  # keep the old set on a bad file
             log.error("tokens file rejected, keeping the previous tokens", extra={"error": str(exc)})
 
-    async def _watch_tokens(self) -> None:
+    async def _watch_tokens(self, interval_s: float) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(interval_s)
             try:
                 if self.tokens.reload_if_changed():
                     log.info("tokens reloaded", extra={"active_tokens": self.tokens.count})

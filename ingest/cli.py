@@ -102,7 +102,13 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(IngestSettings, args)
     if settings.tokens_file is None and not settings.token and DEFAULT_TOKENS_FILE.exists():
         settings = settings.model_copy(update={"tokens_file": DEFAULT_TOKENS_FILE})
-    server = build_server(settings)
+    from ingest.tokens import TokenError
+
+    try:
+        server = build_server(settings)
+    except TokenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers in
     # place that re-raise is a no-op, so a graceful SIGTERM/Ctrl-C stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,6 +19,9 @@ class IngestSettings(KafkaSettings):
     tokens_file: Path | None = Field(
         None, description="JSON file of token digests managed by `tpipe token`; reloaded on change and SIGHUP"
     )
+    tokens_watch_interval_s: float = Field(
+        1.0, description="check the tokens file for changes this often (0: only on SIGHUP)"
+    )
     durability: Literal["spool", "broker"] = Field(
         "spool",
         description="spool: 202 once fsync'd to the local spool; broker: 202 only after Kafka acknowledged",

@@ -102,7 +102,7 @@ class TokenStore:
     def __init__(self, static_tokens: list[str], tokens_file: Path | None = None) -> None:
         self._static = [digest(t) for t in static_tokens]
         self._file = TokensFile(tokens_file) if tokens_file else None
-        self._file_mtime: float | None = None
+        self._file_stamp: tuple[int, int, int] | None = None
         self._digests: tuple[bytes, ...] = ()
         self.reload()
 
@@ -110,10 +110,7 @@ class TokenStore:
         """Re-read the tokens file; returns True if the set of accepted tokens changed."""
         from_file: list[bytes] = []
         if self._file is not None:
-            try:
-                self._file_mtime = self._file.path.stat().st_mtime
-            except FileNotFoundError:
-                self._file_mtime = None
+            self._file_stamp = self._stamp()
             from_file = [bytes.fromhex(e.digest_hex) for e in self._file.load() if e.active]
         digests = tuple(dict.fromkeys([*self._static, *from_file]))
         if len(digests) > MAX_ACTIVE_TOKENS:
@@ -122,14 +119,19 @@ class TokenStore:
         self._digests = digests
         return changed
 
+    def _stamp(self) -> tuple[int, int, int] | None:
+        """(inode, size, mtime_ns): `tpipe token` replaces the file, so a change shows in the inode."""
+        assert self._file is not None
+        try:
+            st = self._file.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def reload_if_changed(self) -> bool:
         if self._file is None:
             return False
-        try:
-            mtime: float | None = self._file.path.stat().st_mtime
-        except FileNotFoundError:
-            mtime = None
-        return self.reload() if mtime != self._file_mtime else False
+        return self.reload() if self._stamp() != self._file_stamp else False
 
     @property
     def count(self) -> int:

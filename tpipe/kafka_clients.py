@@ -96,8 +96,8 @@ def make_admin(s: KafkaSettings, **overrides: Any) -> AIOKafkaAdminClient:
 async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int | None = None) -> list[str]:
     """Create the topics that are missing; returns the names created. Safe to call concurrently."""
     admin = make_admin(s)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [n for n in dict.fromkeys(names) if n not in existing]
         if not missing:
