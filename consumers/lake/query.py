@@ -4,7 +4,9 @@ DuckDB cannot download its iceberg extension here, so each table is scanned by p
 Arrow (optionally filtered by VIN / time, which prunes ``day(created_at)`` partitions) and
 registered in an in-memory DuckDB as ``_raw_<table>``; the views ``telemetry``, ``vehicle_state``
 and ``vehicle_data`` keep one row per ``(event_id, field)`` / ``event_id`` (the lowest Kafka
-position wins), so a duplicate that slipped past the writer's dedup is never visible.
+position wins), so a duplicate that slipped past the writer's dedup is never visible. The
+``telemetry`` view leaves out the rows with ``field`` NULL (they only keep events whose ``data``
+object was empty, for the lake replay); ``_raw_telemetry`` has them.
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ def connect(
         raw = f"_raw_{tdef.name}"
         con.register(raw, arrow)
         keys = ", ".join(tdef.dedup_by)
+        # telemetry rows with field NULL only mark an event whose data object was empty
+        where = "WHERE field IS NOT NULL " if tdef.name == "telemetry" else ""
         con.execute(
-            f"CREATE VIEW {tdef.name} AS SELECT * FROM {raw} "
+            f"CREATE VIEW {tdef.name} AS SELECT * FROM {raw} {where}"
             f"QUALIFY row_number() OVER (PARTITION BY {keys} "
             f"ORDER BY kafka_topic, kafka_partition, kafka_offset) = 1"
         )

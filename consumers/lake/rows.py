@@ -1,15 +1,32 @@
-"""Envelope -> lake rows (pure: no I/O). One function per table, each returns a list of row dicts."""
+"""Envelope -> lake rows (pure: no I/O). One function per table, each returns a list of row dicts.
+
+Besides the typed columns analysts query, every row keeps what a lake replay needs to give the
+payload back exactly (so a receiver recomputes the same ``event_id`` from it):
+
+* ``created_at_text``: the envelope's ``created_at`` as sent (nanosecond digits, offsets ...);
+* ``source_format``: the envelope's source format;
+* ``telemetry.value_raw``: the field's value as JSON (orjson of the decoded value: ``50`` stays
+  ``50``, ``"34.797"`` stays a string), but only when the typed columns would not give it back
+  exactly (``value_from_columns``); NULL when they do (most values), to keep the table small;
+* ``telemetry.payload_rest`` / ``vehicle_data.payload_rest``: the payload without ``data`` /
+  ``vehicle_data`` as JSON (``createdAt``, ``vin``, ``isCache``, ``hec``, unknown keys), on every
+  row of the event;
+* ``vehicle_state.payload_json``: the whole payload as JSON.
+
+A ``data`` event with an empty ``data`` object becomes one ``telemetry`` row with ``field`` NULL
+(the ``telemetry`` view hides it; the lake replay rebuilds the event from it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from consumers.runtime import PoisonRecordError, WorkerRecord
-from schemas.fields import coerce_value
+from schemas.fields import TypedValue, coerce_value
 
 Row = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -29,6 +46,38 @@ def iso_to_us(s: str, fallback_ms: int) -> int:
     return us if us // 1000 == fallback_ms else fallback_ms * 1000
 
 
+def _json(v: Any) -> str:
+    """Compact JSON text of a decoded JSON value; ``orjson.loads`` gives back an equal value of the same types."""
+    return orjson.dumps(v).decode()
+
+
+def value_from_columns(row: Mapping[str, Any]) -> Any:
+    """A field's value back from the typed columns (``schemas.fields.coerce_value``, reversed).
+
+    Storage contract: ``value_raw`` is NULL exactly when this gives the sent value back (same JSON
+    up to key order), so the lake replay may rely on it. Do not change what it returns for rows
+    already written."""
+    if row["value_json"] is not None:
+        return orjson.loads(row["value_json"])
+    if row["value_string"] is not None:  # also location strings (their lat/lon are derived)
+        return row["value_string"]
+    if row["value_bool"] is not None:
+        return bool(row["value_bool"])
+    if row["value_long"] is not None:
+        return int(row["value_long"])
+    if row["value_double"] is not None:
+        return float(row["value_double"])
+    return None
+
+
+def _raw_unless_typed(value: Any, typed: Row) -> str | None:
+    """``value``'s JSON when the typed columns do not give it back exactly, else None."""
+    raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    if orjson.dumps(value_from_columns(typed), option=orjson.OPT_SORT_KEYS) == raw:
+        return None
+    return _json(value)
+
+
 def _common(rec: WorkerRecord) -> Row:
     env = rec.envelope
     return {
@@ -40,21 +89,32 @@ def _common(rec: WorkerRecord) -> Row:
         "kafka_topic": rec.topic,
         "kafka_partition": rec.partition,
         "kafka_offset": rec.offset,
+        "created_at_text": env.created_at,
+        "source_format": str(env.source_format),
     }
 
 
+_NO_VALUE: Row = TypedValue()._asdict()
+
+
 def telemetry_rows(rec: WorkerRecord) -> list[Row]:
-    """One row per field of a ``data`` event (null values kept as all-null value columns)."""
-    data = rec.envelope.payload.get("data")
+    """One row per field of a ``data`` event (null values kept as all-null value columns); an empty
+    ``data`` object gives one row with ``field`` NULL, so the event is kept."""
+    payload = rec.envelope.payload
+    data = payload.get("data")
     if not isinstance(data, dict):
         raise PoisonRecordError(f"data event without a data object (got {type(data).__name__})")
     base = _common(rec)
+    base["payload_rest"] = _json({k: v for k, v in payload.items() if k != "data"})
+    if not data:
+        return [{**base, "field": None, **_NO_VALUE, "value_raw": None}]
     out: list[Row] = []
     for field, value in data.items():
-        tv = coerce_value(str(field), value)
+        typed = coerce_value(str(field), value)._asdict()
         row = dict(base)
         row["field"] = str(field)
-        row.update(tv._asdict())
+        row.update(typed)
+        row["value_raw"] = _raw_unless_typed(value, typed)
         out.append(row)
     return out
 
@@ -80,6 +140,7 @@ def vehicle_state_rows(rec: WorkerRecord) -> list[Row]:
         row["status"] = _str_or_none(p.get("status"))
     else:
         raise PoisonRecordError(f"not a vehicle_state event: {kind}")
+    row["payload_json"] = _json(p)
     return [row]
 
 
@@ -90,6 +151,7 @@ def vehicle_data_rows(rec: WorkerRecord) -> list[Row]:
         raise PoisonRecordError("vehicle_data event without vehicle_data")
     row = _common(rec)
     row["json"] = orjson.dumps(p["vehicle_data"], option=orjson.OPT_SORT_KEYS).decode()
+    row["payload_rest"] = _json({k: v for k, v in p.items() if k != "vehicle_data"})
     return [row]
 
 

@@ -211,7 +211,8 @@ class TableSink:
 
     # --- commit ------------------------------------------------------------------------------
     def _arrow(self, rows: list[Row]) -> pa.Table:
-        tbl = pa.Table.from_pylist(rows, schema=self.tdef.arrow_schema)
+        # the table's own schema (its field ids), which may hold columns added by a newer version
+        tbl = pa.Table.from_pylist(rows, schema=self.table.schema().as_arrow())
         return tbl.sort_by([("vin", "ascending"), ("created_at", "ascending")]) if len(rows) > 1 else tbl
 
     def flush(self) -> int:

@@ -4,6 +4,11 @@
     vehicle_state  ``state`` and ``connectivity`` events
     vehicle_data   ``vehicle_data`` snapshots (the object as JSON text)
 
+Columns added after the first release (``created_at_text``, ``source_format``, ``value_raw``,
+``payload_rest``, ``payload_json``: what a lake replay needs to rebuild each payload exactly) sit at
+the end of each schema, are nullable, and are added to existing tables on open
+(``update_schema().union_by_name``); rows written before stay NULL there.
+
 All three are partitioned by ``day(created_at)`` and declare the sort order (vin, created_at), which
 every commit honours within its files. ``commit.retry.num-retries=0``: pyiceberg must never re-base
 a conflicting append on its own (a stale writer would append the same offsets twice); the sink
@@ -21,7 +26,12 @@ from typing import Any
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -57,19 +67,27 @@ def _fields(*cols: tuple[str, Any]) -> Schema:
 
 
 _KAFKA = (("received_at", _TS), ("is_cache", _B), ("kafka_topic", _S), ("kafka_partition", _I), ("kafka_offset", _L))
+# exact-replay columns (schema v2): the envelope's created_at text and source format
+_EXACT = (("created_at_text", _S), ("source_format", _S))
 
 TELEMETRY = _fields(
     ("event_id", _S), ("vin", _S), ("created_at", _TS), ("field", _S),
     ("value_double", _D), ("value_long", _L), ("value_bool", _B), ("value_string", _S),
     ("latitude", _D), ("longitude", _D), ("value_json", _S),
     *_KAFKA,
+    *_EXACT, ("value_raw", _S), ("payload_rest", _S),
 )
 VEHICLE_STATE = _fields(
     ("event_id", _S), ("vin", _S), ("created_at", _TS), ("kind", _S),
     ("state", _S), ("network_interface", _S), ("status", _S),
     *_KAFKA,
+    *_EXACT, ("payload_json", _S),
 )
-VEHICLE_DATA = _fields(("event_id", _S), ("vin", _S), ("created_at", _TS), ("json", _S), *_KAFKA)
+VEHICLE_DATA = _fields(
+    ("event_id", _S), ("vin", _S), ("created_at", _TS), ("json", _S),
+    *_KAFKA,
+    *_EXACT, ("payload_rest", _S),
+)
 
 
 @dataclass(frozen=True)
@@ -190,8 +208,35 @@ def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:
             with tbl.transaction() as tx:
                 tx.set_properties({"commit.retry.num-retries": "0"})
             tbl = catalog.load_table(ident)
-        out[t.name] = tbl
+        out[t.name] = evolve_table(catalog, ident, tbl, t)
     return out
+
+
+def missing_columns(tbl: Table, tdef: TableDef) -> list[str]:
+    """Columns of ``tdef`` the table does not have yet (a table created by an older version)."""
+    have = {f.name for f in tbl.schema().fields}
+    return [f.name for f in tdef.schema.fields if f.name not in have]
+
+
+def evolve_table(catalog: Catalog, ident: tuple[str, str], tbl: Table, tdef: TableDef, attempts: int = 5) -> Table:
+    """Add the columns of ``tdef`` the table lacks (all nullable; old rows read them as NULL).
+
+    ``union_by_name`` only adds; a concurrent evolver makes the commit fail, then the table is
+    reloaded and checked again."""
+    for _ in range(attempts):
+        missing = missing_columns(tbl, tdef)
+        if not missing:
+            return tbl
+        try:
+            with tbl.update_schema() as upd:
+                upd.union_by_name(tdef.schema)
+            log.info("evolved lake table", extra={"table": ".".join(ident), "added": missing})
+        except CommitFailedException:
+            pass  # another writer evolved it (or committed) at the same moment: look again
+        tbl = catalog.load_table(ident)
+    if missing_columns(tbl, tdef):
+        raise RuntimeError(f"could not add columns {missing_columns(tbl, tdef)} to {'.'.join(ident)}")
+    return tbl
 
 
 def load_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:

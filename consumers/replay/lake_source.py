@@ -4,21 +4,32 @@ The lake keeps ``data`` (table ``telemetry``: one row per event and field), ``st
 ``connectivity`` (``vehicle_state``) and ``vehicle_data`` (``vehicle_data``). Rows are selected
 by ``created_at`` and VIN (pyiceberg prunes the ``day(created_at)`` partitions), deduplicated like
 the lake's own views (one row per ``(event_id, field)`` / ``event_id``, lowest Kafka position
-wins) and turned back into envelopes with their original ``event_id``:
+wins) and turned back into envelopes with their original ``event_id``.
+
+Exact payloads (rows written with the exact-replay columns, see ``consumers.lake.rows``):
+
+    telemetry rows of one event_id -> {**payload_rest, "data": {field: value, ...}}
+                                       value = loads(value_raw), or the typed columns when
+                                       value_raw is NULL (they give it back exactly then);
+                                       one row with field NULL: an empty data object
+    vehicle_state                  -> loads(payload_json)
+    vehicle_data                   -> {**payload_rest, "vehicle_data": loads(json)}
+
+and the envelope's ``created_at`` is ``created_at_text``. The payload is then the one the receiver
+built the ``event_id`` from, so re-POSTing it (``--to-url``) yields the same id.
+
+Rows written before those columns existed (NULL there) are rebuilt from the typed columns:
 
     telemetry rows of one event_id -> {"createdAt", "vin", "data": {field: value, ...}}
     vehicle_state kind=state       -> {"createdAt", "vin", "state"}
     vehicle_state kind=connectivity-> {"createdAt", "vin", "networkInterface", "status"}
     vehicle_data                   -> {"createdAt", "vin", "vehicle_data": {...}}
 
+which loses other top-level keys, the exact ``createdAt`` text and JSON number types; a receiver
+that derives ids from the payload may compute another id for such events (see docs/replay.md).
+
 Order: each source partition in Kafka offset order (the rows keep topic/partition/offset), merged
 across partitions by event time, like a Kafka replay.
-
-What the lake does not keep cannot come back: top-level keys other than those above, the exact
-``createdAt`` text (rendered from the stored microseconds) and the JSON number type of a value
-(``50`` stored as a double comes back as ``50.0``; a numeric string comes back as a number). The
-envelope keeps the original event id; a webhook receiver that derives ids from the payload may
-compute another one for such events (see docs/replay.md).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from consumers.lake.rows import value_from_columns
 from consumers.replay.selection import ReplayEvent, Selection
 from schemas.envelope import Envelope
 from schemas.event_types import EventType, SourceFormat
@@ -56,19 +68,35 @@ def _iso_us(us: int) -> str:
     return (text[:-3] if us % 1000 == 0 else text) + "Z"
 
 
-def value_from_columns(row: dict[str, Any]) -> Any:
-    """The field value back from the lake's typed columns (schemas.fields.coerce_value, reversed)."""
-    if row["value_json"] is not None:
-        return orjson.loads(row["value_json"])
-    if row["value_string"] is not None:  # also location strings (their lat/lon are derived)
-        return row["value_string"]
-    if row["value_bool"] is not None:
-        return bool(row["value_bool"])
-    if row["value_long"] is not None:
-        return int(row["value_long"])
-    if row["value_double"] is not None:
-        return float(row["value_double"])
-    return None
+def _legacy(row: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """A payload rebuilt from the typed columns only (rows written before the exact-replay columns)."""
+    payload: dict[str, Any] = {"createdAt": _iso_us(row["_c_us"])}
+    if row["vin"] is not None:
+        payload["vin"] = row["vin"]
+    payload.update(body)
+    if row["is_cache"] is not None:
+        payload["isCache"] = bool(row["is_cache"])
+    return payload
+
+
+def _data_payload(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The payload of one ``data`` event from its telemetry rows (deduplicated, one event_id).
+
+    Each field's value is ``value_raw`` if set, else the typed columns (exact for rows of this
+    version: ``value_raw`` is only NULL when they give the value back). A row with ``field`` NULL
+    stands for an empty ``data`` object. With ``payload_rest`` the other top-level keys come back
+    as sent; rows of an older writer (no ``payload_rest``) get the rebuilt ``createdAt``/``vin``/``isCache``."""
+    data = {
+        r["field"]: orjson.loads(r["value_raw"]) if r.get("value_raw") is not None else value_from_columns(r)
+        for r in rows
+        if r["field"] is not None
+    }
+    rest = rows[0].get("payload_rest")
+    if rest is None:
+        return _legacy(rows[0], {"data": data})
+    payload: dict[str, Any] = orjson.loads(rest)
+    payload["data"] = data
+    return payload
 
 
 @dataclass(slots=True)
@@ -162,35 +190,43 @@ class LakeSource:
             i = 0
             while i < len(rows):
                 first = rows[i]
-                data: dict[str, Any] = {}
-                while i < len(rows) and rows[i]["event_id"] == first["event_id"]:
-                    data[rows[i]["field"]] = value_from_columns(rows[i])
-                    i += 1
-                yield self._envelope(EventType.DATA, first, {"data": data}), first
+                j = i
+                while j < len(rows) and rows[j]["event_id"] == first["event_id"]:
+                    j += 1
+                yield self._envelope(EventType.DATA, first, _data_payload(rows[i:j])), first
+                i = j
             return
         for row in rows:
             if table == "vehicle_data":
-                yield self._envelope(EventType.VEHICLE_DATA, row, {"vehicle_data": orjson.loads(row["json"])}), row
-            elif row["kind"] == "state":
-                yield self._envelope(EventType.STATE, row, {"state": row["state"]}), row
+                vd = orjson.loads(row["json"])
+                rest = row.get("payload_rest")
+                if rest is not None:
+                    yield self._envelope(EventType.VEHICLE_DATA, row, {**orjson.loads(rest), "vehicle_data": vd}), row
+                else:
+                    yield self._envelope(EventType.VEHICLE_DATA, row, _legacy(row, {"vehicle_data": vd})), row
+                continue
+            etype = EventType.STATE if row["kind"] == "state" else EventType.CONNECTIVITY
+            exact = row.get("payload_json")
+            if exact is not None:
+                yield self._envelope(etype, row, orjson.loads(exact)), row
+            elif etype is EventType.STATE:
+                yield self._envelope(etype, row, _legacy(row, {"state": row["state"]})), row
             else:
                 body = {"networkInterface": row["network_interface"], "status": row["status"]}
-                yield self._envelope(EventType.CONNECTIVITY, row, body), row
+                yield self._envelope(etype, row, _legacy(row, body)), row
 
     @staticmethod
-    def _envelope(etype: EventType, row: dict[str, Any], body: dict[str, Any]) -> Envelope:
-        created = _iso_us(row["_c_us"])
-        payload: dict[str, Any] = {"createdAt": created}
-        if row["vin"] is not None:
-            payload["vin"] = row["vin"]
-        payload.update(body)
-        if row["is_cache"] is not None:
-            payload["isCache"] = bool(row["is_cache"])
+    def _envelope(etype: EventType, row: dict[str, Any], payload: dict[str, Any]) -> Envelope:
+        created = row.get("created_at_text")
+        if created is None:
+            created = _iso_us(row["_c_us"])
         received_us = row["_r_us"] if row["_r_us"] is not None else row["_c_us"]
+        fmt = row.get("source_format")
         return Envelope(
             event_id=row["event_id"], type=etype, vin=row["vin"], created_at=created,
             created_at_ms=row["_c_us"] // 1000, received_at=_iso_us(received_us // 1000 * 1000),
-            received_at_ms=received_us // 1000, source_format=SourceFormat.TESLEMETRY, payload=payload,
+            received_at_ms=received_us // 1000,
+            source_format=SourceFormat(fmt) if fmt else SourceFormat.TESLEMETRY, payload=payload,
         )
 
     def events(self) -> Iterator[ReplayEvent]:
