@@ -7,17 +7,22 @@ Kafka offsets after that). Database outages raise ``RetryableError``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from sqlalchemy import Engine
 
 from consumers.credits.settings import CreditsSettings
-from consumers.credits.store import CreditEvent, CreditStore, InvalidEventError, outbox, parse_event
-from consumers.notify.service import NotifyService
-from consumers.runtime import Failure, RetryableError, Worker, WorkerRecord
-from consumers.sqlstore import is_transient, make_engine, redact_url
+from consumers.credits.store import (
+    ApplyResult,
+    CreditEvent,
+    CreditStore,
+    InvalidEventError,
+    outbox,
+    parse_event,
+)
+from consumers.sqlstore import redact_url
+from consumers.sqlworker import SqlStoreWorker
 from tpipe import metrics
 
 __all__ = ["CreditsWorker"]
@@ -25,52 +30,28 @@ __all__ = ["CreditsWorker"]
 log = logging.getLogger("consumers.credits")
 
 
-class CreditsWorker(Worker):
+class CreditsWorker(SqlStoreWorker[CreditEvent, ApplyResult]):
     name = "credits"
     event_types = ("credits",)
+    outbox = outbox
+    invalid_event = InvalidEventError
 
     def __init__(self, settings: CreditsSettings) -> None:
-        self.settings = settings
-        self.engine: Engine | None = None
-        self.store: CreditStore | None = None
-        self.notify: NotifyService | None = None
+        super().__init__(settings)
+        self.settings: CreditsSettings = settings
 
-    async def start(self) -> None:
-        self.engine = make_engine(self.settings.credits_db_url)
-        self.store = CreditStore(self.engine, low_balance=self.settings.low_balance)
-        await asyncio.to_thread(self.store.create_tables)
-        self.notify = NotifyService(self.settings, self.engine, outbox, worker=self.name)
-        await self.notify.start()
+    @property
+    def db_url(self) -> str:
+        return self.settings.credits_db_url
 
-    async def handle(self, batch: list[WorkerRecord]) -> list[Failure]:
-        assert self.store is not None
-        failures: list[Failure] = []
-        events: list[CreditEvent] = []
-        for rec in batch:
-            try:
-                events.append(parse_event(rec.envelope))
-            except InvalidEventError as exc:
-                failures.append(Failure(rec, str(exc), "InvalidEventError"))
-        if not events:
-            return failures
-        try:
-            result = await asyncio.to_thread(self.store.apply, events)
-        except Exception as exc:
-            if is_transient(exc):
-                raise RetryableError(f"credits database: {exc}") from exc
-            raise
-        if result.duplicates:
-            metrics.WORKER_DUPLICATES.labels(self.name).inc(result.duplicates)
+    def make_store(self, engine: Engine) -> CreditStore:
+        return CreditStore(engine, low_balance=self.settings.low_balance)
+
+    def parse_event(self, envelope: Any) -> CreditEvent:
+        return parse_event(envelope)
+
+    def after_apply(self, result: ApplyResult) -> None:
         _set_balance(result.balance)
-        if result.notifications and self.notify is not None:
-            self.notify.wake()
-        return failures
-
-    async def stop(self) -> None:
-        if self.notify is not None:
-            await self.notify.stop()
-        if self.engine is not None:
-            self.engine.dispose()
 
     def describe(self) -> dict[str, Any]:
         return {"db": redact_url(self.settings.credits_db_url), "low_balance": self.settings.low_balance}
