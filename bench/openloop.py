@@ -86,6 +86,7 @@ class Gen:
         self.idle: deque[Conn] = deque()
         self.queue: deque[tuple[int, float]] = deque()
         self.lat: list[float] = []
+        self.gen_lag: list[float] = []
         self.status: dict[int, int] = {}
         self.errors = 0
         self.completed = 0
@@ -141,6 +142,8 @@ class Gen:
     def dispatch(self, item: tuple[int, float]) -> None:
         self.outstanding += 1
         if self.idle:
+            if self.measure_from <= item[1] < self.measure_to:
+                self.gen_lag.append(perf() - item[1])  # the generator's own delay, not the server's
             self.idle.pop().send(item)
         else:
             self.queue.append(item)
@@ -185,6 +188,9 @@ class Gen:
             "p999_ms": ms(percentile(lat, 99.9)),
             "max_ms": ms(lat[-1] if lat else None),
             "max_queue": self.max_queue,
+            # how late the generator itself sent requests that found an idle connection: if this is
+            # not well below the latencies, the generator (or its CPU) is the bottleneck
+            "gen_lag_p99_ms": ms(percentile(sorted(self.gen_lag), 99)),
         }
 
 
