@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine, MetaData, Table, create_engine, event
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
@@ -32,6 +32,7 @@ __all__ = [
     "redact_url",
     "render_table",
     "ts_to_ms",
+    "unseen_events",
 ]
 
 
@@ -73,6 +74,34 @@ def insert_ignore(engine_or_dialect: Engine | str, table: Table) -> Insert:
     if name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     raise ValueError(f"unsupported database dialect {name!r} (use sqlite or postgresql)")
+
+
+class _Event(Protocol):
+    @property
+    def event_id(self) -> str: ...
+
+
+_EventT = TypeVar("_EventT", bound=_Event)
+
+
+def unseen_events(conn: Connection, id_column: Column[Any], events: Iterable[_EventT]) -> tuple[list[_EventT], int]:
+    """The idempotency-ledger check of a batch: the events to apply and how many are duplicates.
+
+    Returns the first copy of each ``event_id`` (in batch order) that ``id_column`` (the ledger's
+    primary key) does not hold yet, and the number of the others: copies repeated in the batch plus
+    events applied before.
+    """
+    unique: dict[str, _EventT] = {}
+    duplicates = 0
+    for e in events:
+        if e.event_id in unique:
+            duplicates += 1
+        else:
+            unique[e.event_id] = e
+    if not unique:
+        return [], duplicates
+    seen = set(conn.execute(select(id_column).where(id_column.in_(list(unique)))).scalars())
+    return [e for i, e in unique.items() if i not in seen], duplicates + len(seen)
 
 
 def redact_url(url: str) -> str:

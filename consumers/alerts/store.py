@@ -43,7 +43,7 @@ from sqlalchemy import (
 from consumers.alerts.rules import DEFAULT_RULES, Ruleset
 from consumers.notify.model import Notification, notification_id
 from consumers.notify.outbox import Outbox
-from consumers.sqlstore import insert_ignore, ms_to_iso, now_ms, ts_to_ms
+from consumers.sqlstore import insert_ignore, ms_to_iso, now_ms, ts_to_ms, unseen_events
 
 __all__ = ["AlertStore", "ApplyResult", "InvalidEventError", "ParsedEvent", "metadata", "parse_event"]
 
@@ -313,19 +313,8 @@ class AlertStore:
 
     def _claim_events(self, conn: Connection, events: Sequence[ParsedEvent], result: ApplyResult) -> list[ParsedEvent]:
         """Record the events not applied before; returns them (first copy of each id)."""
-        unique: dict[str, ParsedEvent] = {}
-        for e in events:
-            if e.event_id in unique:
-                result.duplicates += 1
-            else:
-                unique[e.event_id] = e
-        if not unique:
-            return []
-        seen = set(
-            conn.execute(select(alert_events.c.event_id).where(alert_events.c.event_id.in_(list(unique)))).scalars()
-        )
-        result.duplicates += len(seen)
-        fresh = [e for i, e in unique.items() if i not in seen]
+        fresh, duplicates = unseen_events(conn, alert_events.c.event_id, events)
+        result.duplicates += duplicates
         if fresh:
             applied_at = now_ms()
             conn.execute(

@@ -44,7 +44,7 @@ from sqlalchemy import (
 
 from consumers.notify.model import Notification, notification_id
 from consumers.notify.outbox import Outbox
-from consumers.sqlstore import day_of_ms, insert_ignore, ms_to_iso, now_ms
+from consumers.sqlstore import day_of_ms, insert_ignore, ms_to_iso, now_ms, unseen_events
 
 __all__ = ["ApplyResult", "CreditEvent", "CreditStore", "InvalidEventError", "metadata", "parse_event"]
 
@@ -187,23 +187,11 @@ class CreditStore:
         result = ApplyResult()
         with self.engine.begin() as conn:
             alarm = self._load_alarm(conn) if self.low_balance is not None else None
-            unique: dict[str, CreditEvent] = {}
-            for e in events:
-                if e.event_id in unique:
-                    result.duplicates += 1
-                else:
-                    unique[e.event_id] = e
-            if unique:
-                seen = set(
-                    conn.execute(
-                        select(credit_events.c.event_id).where(credit_events.c.event_id.in_(list(unique)))
-                    ).scalars()
-                )
-                fresh = [e.row() for i, e in unique.items() if i not in seen]
-                result.duplicates += len(seen)
-                if fresh:
-                    conn.execute(insert_ignore(conn.dialect.name, credit_events), fresh)
-                result.applied = len(fresh)
+            fresh, duplicates = unseen_events(conn, credit_events.c.event_id, events)
+            result.duplicates += duplicates
+            if fresh:
+                conn.execute(insert_ignore(conn.dialect.name, credit_events), [e.row() for e in fresh])
+            result.applied = len(fresh)
             if alarm is not None:
                 self._run_alarm(conn, alarm, result)
             newest = _newest(conn)
