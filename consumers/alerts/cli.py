@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from consumers.alerts.settings import AlertsSettings
 from tpipe.cli_support import add_settings_arguments, settings_from_args
@@ -64,18 +65,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _db_flag(active)
     active.add_argument("--vin", default=None)
     active.set_defaults(func=_active)
-    hist = cmds.add_parser("history", help="alert occurrences (newest first), with start and end")
-    _db_flag(hist)
-    hist.add_argument("--vin", default=None)
-    hist.add_argument("--since", default=None, help="ISO time or a duration back from now: 90m, 24h, 7d")
-    hist.add_argument("--limit", type=int, default=200)
-    hist.set_defaults(func=_history)
-    errs = cmds.add_parser("errors", help="vehicle errors (newest first), with their tags")
-    _db_flag(errs)
-    errs.add_argument("--vin", default=None)
-    errs.add_argument("--since", default=None, help="ISO time or a duration back from now: 90m, 24h, 7d")
-    errs.add_argument("--limit", type=int, default=200)
-    errs.set_defaults(func=_errors)
+    _add_listing(cmds, "history", "alert occurrences (newest first), with start and end", _history)
+    _add_listing(cmds, "errors", "vehicle errors (newest first), with their tags", _errors)
+
+
+def _add_listing(
+    cmds: argparse._SubParsersAction, name: str, help: str, func: Callable[[argparse.Namespace], int]  # type: ignore[type-arg]
+) -> None:
+    """A newest-first listing command: --db-url, --vin, --since, --limit."""
+    p = cmds.add_parser(name, help=help)
+    _db_flag(p)
+    p.add_argument("--vin", default=None)
+    p.add_argument("--since", default=None, help="ISO time or a duration back from now: 90m, 24h, 7d")
+    p.add_argument("--limit", type=int, default=200)
+    p.set_defaults(func=func)
 
 
 def parse_since(text: str | None, *, now: datetime | None = None) -> int | None:
@@ -130,7 +133,14 @@ def _active(args: argparse.Namespace) -> int:
     return 0
 
 
-def _history(args: argparse.Namespace) -> int:
+def _print_listing(
+    args: argparse.Namespace,
+    fetch: Callable[[AlertStore, int | None], list[dict[str, Any]]],
+    headers: list[str],
+    cells: Callable[[dict[str, Any]], tuple[Any, ...]],
+    noun: str,
+) -> int:
+    """A listing command's body: --since parsed (2 when it is not a time), rows fetched and printed."""
     from consumers.sqlstore import render_table
 
     try:
@@ -138,29 +148,29 @@ def _history(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    rows = _store(args).history(vin=args.vin, since_ms=since, limit=args.limit)
-    print(render_table(
-        ["vin", "alert", "audiences", "started_at", "ended_at", "duration", "notified"],
-        [(r["vin"], r["name"], ",".join(r["audiences"]), r["started_at"], r["ended_at"] or "(active)",
-          _duration(r["started_at_ms"], r["ended_at_ms"]), "yes" if r["notification_id"] else "") for r in rows],
-    ))
-    print(f"{len(rows)} occurrence(s)")
+    rows = fetch(_store(args), since)
+    print(render_table(headers, [cells(r) for r in rows]))
+    print(f"{len(rows)} {noun}")
     return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    return _print_listing(
+        args,
+        lambda store, since: store.history(vin=args.vin, since_ms=since, limit=args.limit),
+        ["vin", "alert", "audiences", "started_at", "ended_at", "duration", "notified"],
+        lambda r: (r["vin"], r["name"], ",".join(r["audiences"]), r["started_at"], r["ended_at"] or "(active)",
+                   _duration(r["started_at_ms"], r["ended_at_ms"]), "yes" if r["notification_id"] else ""),
+        "occurrence(s)",
+    )
 
 
 def _errors(args: argparse.Namespace) -> int:
-    from consumers.sqlstore import render_table
-
-    try:
-        since = parse_since(args.since)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    rows = _store(args).errors(vin=args.vin, since_ms=since, limit=args.limit)
-    print(render_table(
+    return _print_listing(
+        args,
+        lambda store, since: store.errors(vin=args.vin, since_ms=since, limit=args.limit),
         ["vin", "error", "created_at", "tags", "body"],
-        [(r["vin"], r["name"], r["created_at"], ",".join(f"{k}={v}" for k, v in sorted(r["tags"].items())),
-          (r["body"] or "")[:60]) for r in rows],
-    ))
-    print(f"{len(rows)} error(s)")
-    return 0
+        lambda r: (r["vin"], r["name"], r["created_at"], ",".join(f"{k}={v}" for k, v in sorted(r["tags"].items())),
+                   (r["body"] or "")[:60]),
+        "error(s)",
+    )
