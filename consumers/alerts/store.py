@@ -32,6 +32,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -460,22 +461,14 @@ class AlertStore:
     def history(self, vin: str | None = None, since_ms: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Occurrences started at or after ``since_ms`` (newest first)."""
         t = alert_occurrences
-        q = select(t)
-        if vin:
-            q = q.where(t.c.vin == vin)
-        if since_ms is not None:
-            q = q.where(t.c.started_at_ms >= since_ms)
+        q = _since(t, t.c.started_at_ms, vin, since_ms)
         q = q.order_by(t.c.started_at_ms.desc(), t.c.vin, t.c.name).limit(limit)
         with self.engine.connect() as conn:
             return [_occ_dict(r) for r in conn.execute(q).mappings()]
 
     def errors(self, vin: str | None = None, since_ms: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         t = vehicle_errors
-        q = select(t)
-        if vin:
-            q = q.where(t.c.vin == vin)
-        if since_ms is not None:
-            q = q.where(t.c.created_at_ms >= since_ms)
+        q = _since(t, t.c.created_at_ms, vin, since_ms)
         q = q.order_by(t.c.created_at_ms.desc(), t.c.event_id, t.c.idx).limit(limit)
         with self.engine.connect() as conn:
             return [
@@ -488,6 +481,16 @@ class AlertStore:
 
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(alert_events)).scalar_one())
+
+
+def _since(t: Table, time_col: Column[Any], vin: str | None, since_ms: int | None) -> Select[Any]:
+    """``select(t)`` narrowed to one VIN (when given) and to rows with ``time_col >= since_ms``."""
+    q = select(t)
+    if vin:
+        q = q.where(t.c.vin == vin)
+    if since_ms is not None:
+        q = q.where(time_col >= since_ms)
+    return q
 
 
 def _merge(occ: _Occ, ev: ParsedEvent, a: AlertEntry) -> None:
