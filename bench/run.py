@@ -46,6 +46,7 @@ RESULTS = ROOT / "bench" / "results"
 LUA = Path(__file__).resolve().parent / "wrk_rotate.lua"
 TOKEN = "bench-token-5f1c2a9e"
 PY = sys.executable
+NICE: list[str] = []  # ["nice", "-n", "-5"] with --nice: servers and load generators ahead of other load
 
 TARGETS = {
     "ingest_ratio_min": 0.75,
@@ -138,7 +139,7 @@ class Server:
     def start(self, timeout: float = 90.0) -> Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
         fh = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([*self.pin, *self.cmd], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen([*NICE, *self.pin, *self.cmd], stdout=fh, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -230,7 +231,7 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def run_wrk(url: str, seconds: float, bodies: list[Path], conns: int = 64) -> dict[str, Any]:
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(LUA),
+    cmd = [*NICE, "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(LUA),
            url + "/webhook", "--", TOKEN, *map(str, bodies)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"WRKJSON (\{.*\})", out.stdout)
@@ -244,7 +245,7 @@ def run_wrk(url: str, seconds: float, bodies: list[Path], conns: int = 64) -> di
 
 
 def run_openloop(url: str, rate: float, warmup: float, duration: float, bodies: list[Path]) -> dict[str, Any]:
-    cmd = [PY, "-m", "bench.openloop", "--url", url + "/webhook", "--rate", f"{rate:.0f}",
+    cmd = [*NICE, PY, "-m", "bench.openloop", "--url", url + "/webhook", "--rate", f"{rate:.0f}",
            "--warmup", str(warmup), "--duration", str(duration), "--token", TOKEN, *map(str, bodies)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=warmup + duration + 120, cwd=ROOT)
     if out.returncode != 0:
@@ -736,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--receiver-arg", action="append", default=[],
                     help="extra `tpipe serve` argument (repeatable, e.g. --receiver-arg=--spool-commit-delay-ms=1)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="run servers and load generators at this nice value (e.g. -5, as root) on a shared machine")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, spools)")
     a = ap.parse_args(argv)
 
@@ -743,6 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     if (os.cpu_count() or 1) >= 2 and not a.no_pin:
         os.sched_setaffinity(0, {1})  # this process, the load generators and the broker: CPU 1
     ensure_tool("wrk", "wrk")
+    if a.nice:
+        NICE[:] = ["nice", "-n", str(a.nice)]
     bench = Bench(a)
     log(f"work dir {bench.workdir}; corpus {len(bench.bodies)} bodies {bench.res['corpus']['sizes']} bytes")
     t0 = time.monotonic()
