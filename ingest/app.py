@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -23,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from ingest.forwarder import Forwarder, publish
 from ingest.records import RecordBuilder
@@ -40,48 +42,18 @@ log = logging.getLogger("tpipe.ingest")
 _JSON = "application/json"
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    metrics.HTTP_REQUESTS.labels(str(status)).inc()
-    return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
+Outcome = tuple[int, bytes, list[tuple[str, str]]]  # status, JSON body, extra headers
 
 
-class _Accepted(Response):
-    """The 202 with its two headers built directly (no per-request header merging)."""
-
-    media_type = _JSON
-
-    def __init__(self, content: bytes) -> None:
-        self.status_code = 202
-        self.background = None
-        self.body = content
-        self.raw_headers = [(b"content-length", str(len(content)).encode()), (b"content-type", b"application/json")]
-
-
-class PayloadTooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _token_of(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, value = auth.partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else None
-    if request.scope.get("query_string"):
-        return request.query_params.get("token")
+def _token_of(authorization: bytes | None, query_string: bytes) -> str | None:
+    """The webhook token: ``Authorization: Bearer <token>``, else ``?token=<token>``."""
+    if authorization:
+        scheme, _, credential = authorization.partition(b" ")
+        return credential.strip().decode("latin-1") if scheme.lower() == b"bearer" else None
+    if query_string:
+        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if key == "token":
+                return value
     return None
 
 
@@ -205,18 +177,56 @@ class Receiver:
 
     # ---- routes --------------------------------------------------------------------------------
     async def webhook(self, request: Request) -> Response:
+        """Starlette endpoint form of ``handle`` (``ReceiverApp`` calls ``handle`` directly)."""
+        status, body, extra = await self.handle(request.scope, request.receive)
+        return Response(body, status_code=status, media_type=_JSON, headers=dict(extra) if extra else None)
+
+    async def asgi_webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status, body, extra = await self.handle(scope, receive)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        for name, value in extra:
+            headers.append((name.lower().encode(), value.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _refuse(self, status: int, error: str, reason: str, retry: bool = False) -> Outcome:
+        metrics.HTTP_REQUESTS.labels(str(status)).inc()
+        extra = [("Retry-After", str(self.settings.retry_after_s))] if retry else []
+        return status, orjson.dumps({"error": error, "reason": reason}), extra
+
+    async def handle(self, scope: Scope, receive: Receive) -> Outcome:
+        """One webhook delivery: auth, body limit, parse, validate, spool (or Kafka), answer."""
         s = self.settings
-        if not self.tokens.check(_token_of(request)):
-            return _json(401, {"error": "unauthorized", "reason": "missing or invalid token (Bearer header or ?token=)"})
-        try:
-            body = await _read_body(request, s.max_body_bytes)
-        except PayloadTooLarge:
-            return _json(413, {"error": "payload_too_large", "reason": f"body exceeds {s.max_body_bytes} bytes"})
+        auth = declared = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value
+            elif name == b"content-length":
+                declared = value
+        if not self.tokens.check(_token_of(auth, scope.get("query_string", b""))):
+            return self._refuse(401, "unauthorized", "missing or invalid token (Bearer header or ?token=)")
+        limit = s.max_body_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return self._refuse(413, "payload_too_large", f"body exceeds {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return self._refuse(400, "bad_request", "client disconnected before the body was complete")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return self._refuse(413, "payload_too_large", f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         received_at_ms = time.time_ns() // 1_000_000
         try:
             envelopes = parse_body(body, received_at_ms=received_at_ms)
         except BodyError as exc:
-            return _json(400, {"error": "bad_request", "reason": exc.reason})
+            return self._refuse(400, "bad_request", exc.reason)
         frames: list[bytes] = []
         accepted: list[dict[str, str]] = []
         build, counters = self.builder.build, self._type_counters
@@ -237,23 +247,23 @@ class Receiver:
                 await self.spool.append(frames, [a["event_id"] for a in accepted])
             except SpoolFull as exc:
                 metrics.SPOOL_REJECTED.labels("full").inc()
-                return _json(503, {"error": "spool_full", "reason": str(exc)}, {"Retry-After": str(s.retry_after_s)})
+                return self._refuse(503, "spool_full", str(exc), retry=True)
             except SpoolWriteError as exc:
                 metrics.SPOOL_REJECTED.labels("write_error").inc()
-                return _json(503, {"error": "spool_unavailable", "reason": str(exc)}, {"Retry-After": str(s.retry_after_s)})
+                return self._refuse(503, "spool_unavailable", str(exc), retry=True)
         else:
             try:
                 await self._publish_direct(frames)
             except Exception as exc:
-                return _json(503, {"error": "kafka_unavailable", "reason": f"{type(exc).__name__}: {exc}"},
-                             {"Retry-After": str(s.retry_after_s)})
+                return self._refuse(503, "kafka_unavailable", f"{type(exc).__name__}: {exc}", retry=True)
         if s.log_requests:
             log.info(
                 "accepted",
-                extra={"path": request.url.path, "query": request.url.query, "event_ids": [a["event_id"] for a in accepted]},
+                extra={"path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1"),
+                       "event_ids": [a["event_id"] for a in accepted]},
             )
         self._http_202.inc()
-        return _Accepted(orjson.dumps({"accepted": len(accepted), "events": accepted}))
+        return 202, orjson.dumps({"accepted": len(accepted), "events": accepted}), []
 
     async def _publish_direct(self, frames: list[bytes]) -> None:
         if self._direct_producer is None:
@@ -307,9 +317,22 @@ class Receiver:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
+class ReceiverApp(Starlette):
+    """Starlette, with ``POST /webhook`` answered straight from ASGI: the hot path skips the
+    middleware stack, routing and Request/Response objects; every other path is plain Starlette."""
+
+    receiver: Receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/webhook" and scope["method"] == "POST":
+            await self.receiver.asgi_webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: IngestSettings, *, tokens: TokenStore | None = None) -> Starlette:
     receiver = Receiver(settings, tokens)
-    app = Starlette(
+    app = ReceiverApp(
         routes=[
             Route("/webhook", receiver.webhook, methods=["POST"]),
             Route("/healthz", receiver.healthz, methods=["GET"]),
@@ -319,4 +342,5 @@ def create_app(settings: IngestSettings, *, tokens: TokenStore | None = None) ->
         lifespan=receiver.lifespan,
     )
     app.state.receiver = receiver
+    app.receiver = receiver
     return app

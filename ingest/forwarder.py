@@ -42,11 +42,11 @@ async def publish(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> Non
     wait, size estimate, pure-Python murmur2 per record, one future per record).
     """
     if len(records) < BATCH_MIN_RECORDS:
-        futures = [
+        sent = [
             await producer.send(r.topic, r.value, key=r.key, headers=r.headers, timestamp_ms=r.timestamp_ms)
             for r in records
         ]
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        results = await asyncio.gather(*sent, return_exceptions=True)
         for res in results:
             if isinstance(res, BaseException):
                 raise res
