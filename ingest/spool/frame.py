@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAGIC = b"TPS1"
 _HEAD = struct.Struct("<4sII")
@@ -27,8 +27,7 @@ MAX_BODY = 64 << 20
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(slots=True, frozen=True)
-class SpoolRecord:
+class SpoolRecord(NamedTuple):
     topic: str
     key: bytes
     headers: Headers
@@ -37,34 +36,57 @@ class SpoolRecord:
     value: bytes
 
 
+_name_prefix: dict[str, bytes] = {}  # header name -> length byte + utf-8, built once per name
+
+
 def encode(topic: str, key: bytes, headers: Headers, timestamp_ms: int, spooled_at_ms: int, value: bytes) -> bytes:
     t = topic.encode()
     hparts: list[bytes] = []
     for name, hval in headers:
-        n = name.encode()
-        hparts.append(bytes((len(n),)) + n + len(hval).to_bytes(2, "little") + hval)
+        prefix = _name_prefix.get(name)
+        if prefix is None:
+            n = name.encode()
+            prefix = _name_prefix[name] = bytes((len(n),)) + n
+        hparts.append(prefix)
+        hparts.append(len(hval).to_bytes(2, "little"))
+        hparts.append(hval)
     h = b"".join(hparts)
-    body = _BODY.pack(spooled_at_ms, timestamp_ms, len(t), len(key), len(h)) + t + key + h + value
+    body = b"".join((_BODY.pack(spooled_at_ms, timestamp_ms, len(t), len(key), len(h)), t, key, h, value))
     return _HEAD.pack(MAGIC, len(body), zlib.crc32(body)) + body
 
 
-def _decode_body(body: bytes | memoryview) -> SpoolRecord:
+_BODY_SIZE = _BODY.size
+_names: dict[bytes, str] = {}  # header names and topics repeat: decode each once
+
+
+def _text(raw: bytes) -> str:
+    text = _names.get(raw)
+    if text is None:
+        text = raw.decode()
+        if len(_names) < 4096:
+            _names[raw] = text
+    return text
+
+
+def _decode_body(body: bytes) -> SpoolRecord:
     spooled_at_ms, timestamp_ms, tlen, klen, hlen = _BODY.unpack_from(body, 0)
-    pos = _BODY.size
-    topic = bytes(body[pos : pos + tlen]).decode()
+    pos = _BODY_SIZE
+    topic = _text(body[pos : pos + tlen])
     pos += tlen
-    key = bytes(body[pos : pos + klen])
+    key = body[pos : pos + klen]
     pos += klen
     hend = pos + hlen
     headers: Headers = []
     while pos < hend:
         nlen = body[pos]
-        name = bytes(body[pos + 1 : pos + 1 + nlen]).decode()
-        pos += 1 + nlen
-        vlen = int.from_bytes(body[pos : pos + 2], "little")
-        headers.append((name, bytes(body[pos + 2 : pos + 2 + vlen])))
-        pos += 2 + vlen
-    return SpoolRecord(topic, key, headers, timestamp_ms, spooled_at_ms, bytes(body[hend:]))
+        pos += 1
+        name = _text(body[pos : pos + nlen])
+        pos += nlen
+        vlen = body[pos] | (body[pos + 1] << 8)
+        pos += 2
+        headers.append((name, body[pos : pos + vlen]))
+        pos += vlen
+    return SpoolRecord(topic, key, headers, timestamp_ms, spooled_at_ms, body[hend:])
 
 
 class Incomplete(Exception):
@@ -86,7 +108,7 @@ def decode_at(buf: bytes | memoryview, off: int) -> tuple[SpoolRecord, int]:
     end = start + blen
     if end > len(buf):
         raise Incomplete
-    body = memoryview(buf)[start:end]
+    body = bytes(buf[start:end])  # one copy; slicing bytes below is cheaper than memoryviews
     if zlib.crc32(body) != crc:
         raise Corrupt
     try:
