@@ -215,3 +215,38 @@ def test_validate_envelope_dict_catches_envelope_errors() -> None:
     d["event_id"] = "nothex"
     assert any("event_id" in e for e in validate_envelope_dict(d))
     assert jsonschema_errors(SCHEMAS["envelope"], json.loads(orjson.dumps(d)))
+
+
+def test_fast_data_check_never_accepts_what_the_schema_rejects() -> None:
+    """The plain-Python fast path for `data` payloads is only a shortcut: whenever it says valid,
+    the JSON Schema (the source of truth) says valid too; the mutations below include both kinds."""
+    import copy
+    import itertools
+
+    import jsonschema
+
+    from schemas.validate import _data_certainly_valid, load_schema
+
+    schema = load_schema("data")
+    base = {"createdAt": "2024-10-04T10:45:17.537Z", "vin": "V1", "isCache": True,
+            "data": {"A": 1, "B": 2.5, "C": "x", "D": True, "E": None, "F": {"latitude": 1.0, "longitude": 2.0}}}
+    variants = [
+        {}, {"createdAt": 1}, {"createdAt": "2024-10-04 10:45:17Z"}, {"createdAt": "2024-10-04T10:45:17.537Z\n"},
+        {"createdAt": "2024-10-04T10:45:17.1234567890Z"}, {"createdAt": "2024-10-04T10:45:17+02:00"},
+        {"vin": ""}, {"vin": 5}, {"data": []}, {"data": {"X": [1]}}, {"data": {}}, {"isCache": "true"},
+        {"isResend": 1}, {"hec": []}, {"hec": {"time": 1}}, {"unknownKey": [1, 2]},
+    ]
+    checked = 0
+    for a, b in itertools.product(variants, repeat=2):
+        payload = copy.deepcopy(base)
+        payload.update(a)
+        payload.update(b)
+        fast = _data_certainly_valid(payload)
+        schema_ok = not list(jsonschema.Draft202012Validator(schema).iter_errors(payload))
+        if fast:
+            assert schema_ok, payload
+        checked += fast
+        missing = copy.deepcopy(payload)
+        missing.pop("vin", None)
+        assert not _data_certainly_valid(missing)
+    assert checked >= 25, f"the fast path covers the common shapes ({checked})"
