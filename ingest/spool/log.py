@@ -192,7 +192,12 @@ class Spool:
             self.commits += 1
             self._sizes[self._active] += len(data)  # sizes only ever count fsync'd bytes
             self._events += count
-            self._runs.append((Position(self._active, self._sizes[self._active]), int(time.time() * 1000), count))
+            end, now_ms = Position(self._active, self._sizes[self._active]), int(time.time() * 1000)
+            if self._runs and now_ms - self._runs[-1][1] < 1000:  # one entry per second, however many commits
+                _, first_ms, n = self._runs[-1]
+                self._runs[-1] = (end, first_ms, n + count)
+            else:
+                self._runs.append((end, now_ms, count))
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
