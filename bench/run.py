@@ -40,6 +40,8 @@ from typing import Any
 
 import orjson
 
+from ingest.settings import IngestSettings
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "events" / "bench"
 RESULTS = ROOT / "bench" / "results"
@@ -366,9 +368,9 @@ class Bench:
             "cpu_us_per_req": {"noop_median": med(noop_c), "webhook_median": med(hook_c),
                                "efficiency_ratio": ratio_stats(list(zip(noop_c, hook_c, strict=True)))},
             "spool_growth_median_events_per_s": med(growth),
-            # the forwarder takes the spool in chunks of up to 5000 events, so depth is a saw-tooth; the
+            # the forwarder takes the spool in chunks (forward_batch_events), so depth is a saw-tooth; the
             # backlog "grows" when its trend over a window exceeds two chunks
-            "backlog_grows": med(growth) * a.window > 2 * 5000,
+            "backlog_grows": med(growth) * a.window > 2 * IngestSettings().forward_batch_events,
         }
 
     def phase_latency(self, noop: Server, rcv: Server) -> None:

@@ -32,7 +32,9 @@ class IngestSettings(KafkaSettings):
     spool_commit_delay_ms: float = Field(
         0.0, description="extra wait before a group commit to gather more requests (0: commit as soon as idle)"
     )
-    forward_batch_events: int = Field(5000, description="events read from the spool per Kafka round trip")
+    forward_batch_events: int = Field(
+        1000, description="events read from the spool per Kafka round trip (each chunk is read and encoded without yielding)"
+    )
     max_body_bytes: int = Field(1 << 20, description="larger bodies get 413")
     validate_events: bool = Field(True, description="validate each event against its JSON Schema (invalid ones go to the DLQ)")
     drain_timeout_s: float = Field(15.0, description="on SIGTERM, time allowed to forward the spool before exit")
