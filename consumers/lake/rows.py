@@ -78,6 +78,34 @@ def _raw_unless_typed(value: Any, typed: Row) -> str | None:
     return _json(value)
 
 
+def _raw_unless_typed_tv(value: Any, tv: TypedValue) -> str | None:
+    """``_raw_unless_typed(value, tv._asdict())``, without the dict and, for the common scalar
+    cases, without the two JSON encodings (same answer: equal str / bool / int values of the same
+    type encode equally, and a float given back as the very same object does too)."""
+    if value is None:  # coerce_value gives all-null columns, which give None back
+        return None
+    vd, vl, vb, vs, _lat, _lon, vj = tv
+    if vj is not None:
+        return _raw_unless_typed(value, tv._asdict())
+    if vs is not None:
+        back: Any = vs
+    elif vb is not None:
+        back = bool(vb)
+    elif vl is not None:
+        back = int(vl)
+    elif vd is not None:
+        back = float(vd)
+    else:
+        back = None
+    t = type(value)
+    if t is type(back):
+        if t is str or t is bool or t is int:
+            return None if value == back else _json(value)
+        if value is back:
+            return None
+    return _raw_unless_typed(value, tv._asdict())
+
+
 def _common(rec: WorkerRecord) -> Row:
     env = rec.envelope
     return {
@@ -110,11 +138,13 @@ def telemetry_rows(rec: WorkerRecord) -> list[Row]:
         return [{**base, "field": None, **_NO_VALUE, "value_raw": None}]
     out: list[Row] = []
     for field, value in data.items():
-        typed = coerce_value(str(field), value)._asdict()
-        row = dict(base)
-        row["field"] = str(field)
-        row.update(typed)
-        row["value_raw"] = _raw_unless_typed(value, typed)
+        name = str(field)
+        tv = coerce_value(name, value)
+        row = base.copy()
+        row["field"] = name
+        (row["value_double"], row["value_long"], row["value_bool"], row["value_string"],
+         row["latitude"], row["longitude"], row["value_json"]) = tv
+        row["value_raw"] = _raw_unless_typed_tv(value, tv)
         out.append(row)
     return out
 

@@ -41,13 +41,14 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
 
-from consumers.lake.rows import ROW_BUILDERS, Row, iso_to_us
+from consumers.lake.rows import ROW_BUILDERS, Row
 from consumers.lake.tables import TableDef
 from consumers.runtime import Failure, Offsets, RetryableError, WorkerRecord
 
 log = logging.getLogger("consumers.lake")
 
 _DAY_US = 86_400_000_000
+_DAY_MS = 86_400_000
 
 
 def offsets_key(group_id: str) -> str:
@@ -112,6 +113,10 @@ class DayIndex:
         col = scan.to_arrow().column("event_id")
         return {v for v in col.to_pylist() if v is not None}
 
+    def ids(self, table: Table, day: int) -> set[str]:
+        """The event_ids of ``day`` (loaded on first touch; marks the day most recently used)."""
+        return self._day(table, day)
+
     def seen(self, table: Table, event_id: str, day: int) -> bool:
         return event_id in self._day(table, day)
 
@@ -166,18 +171,24 @@ class TableSink:
         """Buffer the rows of ``records``; returns (failures, duplicates skipped)."""
         failures: list[Failure] = []
         dups = 0
+        pending = self._pending
+        last_day: int | None = None
+        ids: set[str] = set()
         for rec in records:
             env = rec.envelope
-            day = iso_to_us(env.created_at, env.created_at_ms) // _DAY_US
+            # == rows.iso_to_us(created_at, created_at_ms) // _DAY_US (whose ms are always created_at_ms)
+            day = env.created_at_ms // _DAY_MS
             eid = env.event_id
-            if eid in self._pending:
+            if eid in pending:
                 dups += 1
                 continue
-            try:
-                seen = self.index.seen(self.table, eid, day)
-            except Exception as exc:  # the table could not be read: not the record's fault
-                raise RetryableError(f"dedup lookup in {self.tdef.name} failed: {exc!r}") from exc
-            if seen:
+            if day != last_day:  # the same day again is already the index's most recent entry
+                try:
+                    ids = self.index.ids(self.table, day)
+                except Exception as exc:  # the table could not be read: not the record's fault
+                    raise RetryableError(f"dedup lookup in {self.tdef.name} failed: {exc!r}") from exc
+                last_day = day
+            if eid in ids:
                 dups += 1
                 continue
             try:
