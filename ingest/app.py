@@ -26,15 +26,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ingest.forwarder import Forwarder, publish
+from ingest.forward_process import ForwarderProcess
+from ingest.forwarder import Forwarder, producer_factory, publish
 from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
-from ingest.spool.frame import decode_at
+from ingest.spool.frame import SpoolRecord, encode_raw
 from ingest.spool.log import Spool, SpoolFull, SpoolWriteError
 from ingest.tokens import TokenStore
-from schemas import topics
+from schemas.body import check_body
 from schemas.parse import BodyError, parse_body
-from tpipe import kafka_clients, metrics
+from tpipe import metrics
 from tpipe.logs import register_secret
 
 log = logging.getLogger("tpipe.ingest")
@@ -43,6 +44,10 @@ _JSON = "application/json"
 
 
 Outcome = tuple[int, bytes, list[tuple[str, str]]]  # status, JSON body, extra headers
+
+# The spool-mode answer: the body is on disk; its events get their ids and topics in the forwarder.
+_SPOOLED = b'{"status":"accepted","durability":"spool"}'
+_SPOOLED_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_SPOOLED)).encode())]
 
 
 def _token_of(authorization: bytes | None, query_string: bytes) -> str | None:
@@ -75,24 +80,12 @@ class Receiver:
             validator = validate_event
         self.builder = RecordBuilder(settings.topic_prefix, validator)
         self.spool: Spool | None = None
-        self.forwarder: Forwarder | None = None
+        self.forwarder: Forwarder | ForwarderProcess | None = None
         self._direct_producer: AIOKafkaProducer | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.accepting = False
         self._type_counters: dict[str, tuple[Any, Any]] = {}
         self._http_202 = metrics.HTTP_REQUESTS.labels("202")
-
-    # ---- Kafka ---------------------------------------------------------------------------------
-    async def _start_producer(self) -> AIOKafkaProducer:
-        s = self.settings
-        await kafka_clients.ensure_topics(s, topics.all_topics(s.topic_prefix))
-        producer = kafka_clients.make_producer(s, role="forwarder", request_timeout_ms=int(s.broker_timeout_s * 1000))
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        return producer
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -116,10 +109,15 @@ class Receiver:
             )
             metrics.SPOOL_CORRUPT_BYTES.inc(rep.damaged_bytes)
             self.spool.start()
-            self.forwarder = Forwarder(self.spool, self._start_producer, batch_events=s.forward_batch_events)
+            if s.forwarder == "process":
+                self.forwarder = ForwarderProcess(s, self.spool)
+            else:
+                self.forwarder = Forwarder(
+                    self.spool, producer_factory(s), self.builder, batch_events=s.forward_batch_events
+                )
             self._tasks.append(loop.create_task(self.forwarder.run(), name="forwarder"))
         else:
-            self._direct_producer = await self._start_producer()
+            self._direct_producer = await producer_factory(s)()
         if s.tokens_watch_interval_s > 0:
             self._tasks.append(loop.create_task(self._watch_tokens(s.tokens_watch_interval_s), name="tokens-watch"))
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -183,6 +181,10 @@ class Receiver:
 
     async def asgi_webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         status, body, extra = await self.handle(scope, receive)
+        if body is _SPOOLED:  # the common answer: headers built once
+            await send({"type": "http.response.start", "status": 202, "headers": _SPOOLED_HEADERS})
+            await send({"type": "http.response.body", "body": body})
+            return
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         for name, value in extra:
             headers.append((name.lower().encode(), value.encode()))
@@ -223,17 +225,44 @@ class Receiver:
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         received_at_ms = time.time_ns() // 1_000_000
+        if s.durability == "spool":
+            return await self._spool_body(body, received_at_ms, scope)
+        return await self._publish_body(body, received_at_ms, scope)
+
+    async def _spool_body(self, body: bytes, received_at_ms: int, scope: Scope) -> Outcome:
+        """Spool mode: check the body is an event document, store it as received, answer 202."""
+        try:
+            check_body(body)
+        except BodyError as exc:
+            return self._refuse(400, "bad_request", exc.reason)
+        assert self.spool is not None
+        try:
+            await self.spool.append_frame(encode_raw(body, received_at_ms))
+        except SpoolFull as exc:
+            metrics.SPOOL_REJECTED.labels("full").inc()
+            return self._refuse(503, "spool_full", str(exc), retry=True)
+        except SpoolWriteError as exc:
+            metrics.SPOOL_REJECTED.labels("write_error").inc()
+            return self._refuse(503, "spool_unavailable", str(exc), retry=True)
+        if self.settings.log_requests:
+            log.info("accepted", extra={"path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1"),
+                                        "bytes": len(body), "received_at_ms": received_at_ms})
+        self._http_202.inc()
+        return 202, _SPOOLED, []
+
+    async def _publish_body(self, body: bytes, received_at_ms: int, scope: Scope) -> Outcome:
+        """Broker mode: parse, build and publish on the request path; 202 after Kafka's ack."""
         try:
             envelopes = parse_body(body, received_at_ms=received_at_ms)
         except BodyError as exc:
             return self._refuse(400, "bad_request", exc.reason)
-        frames: list[bytes] = []
+        records = []
         accepted: list[dict[str, str]] = []
-        build, counters = self.builder.build, self._type_counters
+        record, counters = self.builder.record, self._type_counters
         for env in envelopes:
-            topic, data, errors = build(env)
-            frames.append(data)
-            accepted.append({"event_id": env.event_id, "type": env.type, "topic": topic})
+            rec, errors = record(env)
+            records.append(rec)
+            accepted.append({"event_id": env.event_id, "type": env.type, "topic": rec.topic})
             pair = counters.get(env.type)
             if pair is None:  # metric children resolved once per type, not per event
                 pair = counters[env.type] = (metrics.EVENTS_ACCEPTED.labels(env.type),
@@ -241,34 +270,23 @@ class Receiver:
             pair[0].inc()
             if errors:
                 pair[1].inc()
-        if s.durability == "spool":
-            assert self.spool is not None
-            try:
-                await self.spool.append(frames, [a["event_id"] for a in accepted])
-            except SpoolFull as exc:
-                metrics.SPOOL_REJECTED.labels("full").inc()
-                return self._refuse(503, "spool_full", str(exc), retry=True)
-            except SpoolWriteError as exc:
-                metrics.SPOOL_REJECTED.labels("write_error").inc()
-                return self._refuse(503, "spool_unavailable", str(exc), retry=True)
-        else:
-            try:
-                await self._publish_direct(frames)
-            except Exception as exc:
-                return self._refuse(503, "kafka_unavailable", f"{type(exc).__name__}: {exc}", retry=True)
-        if s.log_requests:
+        try:
+            await self._publish_direct(records)
+        except Exception as exc:
+            return self._refuse(503, "kafka_unavailable", f"{type(exc).__name__}: {exc}", retry=True)
+        if self.settings.log_requests:
             log.info(
                 "accepted",
                 extra={"path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1"),
                        "event_ids": [a["event_id"] for a in accepted]},
             )
         self._http_202.inc()
-        return 202, orjson.dumps({"accepted": len(accepted), "events": accepted}), []
+        return 202, orjson.dumps({"status": "accepted", "durability": "broker", "accepted": len(accepted),
+                                  "events": accepted}), []
 
-    async def _publish_direct(self, frames: list[bytes]) -> None:
+    async def _publish_direct(self, records: list[SpoolRecord]) -> None:
         if self._direct_producer is None:
             raise RuntimeError("no Kafka producer")
-        records = [decode_at(f, 0)[0] for f in frames]
         await asyncio.wait_for(publish(self._direct_producer, records), timeout=self.settings.broker_timeout_s)
 
     def _status(self) -> dict[str, Any]:
@@ -286,6 +304,10 @@ class Receiver:
                 "damaged_bytes_recovered": st.damaged_bytes_recovered,
             }
         fw = self.forwarder
+        if isinstance(fw, ForwarderProcess):
+            out["forwarder"] = {"mode": "process", "pid": fw.pid, "restarts": fw.restarts}
+        elif fw is not None:
+            out["forwarder"] = {"mode": "inline"}
         out["broker"] = {
             "up": fw.broker_reachable(self.settings.broker_timeout_s) if fw else self._direct_producer is not None,
             "last_error": fw.last_error if fw else None,

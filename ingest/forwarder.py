@@ -13,15 +13,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from ingest.spool.frame import SpoolRecord
-from ingest.spool.log import Spool
-from tpipe import metrics
+from ingest.records import RecordBuilder, TypeCounts
+from ingest.settings import IngestSettings
+from ingest.spool.files import Position
+from ingest.spool.frame import RAW_TOPIC, SpoolRecord
+from schemas import topics
+from tpipe import kafka_clients, metrics
 
 log = logging.getLogger("tpipe.forwarder")
 
@@ -90,16 +94,89 @@ async def publish(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> Non
             raise res
 
 
+def _event_ids(records: list[SpoolRecord]) -> list[str]:
+    ids = []
+    for r in records:
+        for name, value in r.headers:
+            if name == "event_id":
+                ids.append(value.decode())
+                break
+    return ids
+
+
+class SpoolSource(Protocol):
+    """What the forwarder needs of a spool: the receiver's ``Spool`` itself (inline forwarder), or
+    the forwarder process's view of the same directory (``ingest.forward_process.SpoolView``)."""
+
+    committed: asyncio.Event
+
+    @property
+    def cursor(self) -> Position: ...
+
+    def read(self, start: Position, *, max_records: int) -> tuple[list[SpoolRecord], Position]: ...
+
+    def advance(self, new_cursor: Position, events: int) -> None: ...
+
+    def has_unforwarded(self) -> bool: ...
+
+
+def expand_raw(records: list[SpoolRecord], builder: RecordBuilder, counts: TypeCounts) -> list[SpoolRecord]:
+    """Spooled webhook bodies -> their Kafka records, in spool order (ready records pass through)."""
+    out: list[SpoolRecord] = []
+    expand = builder.expand
+    for r in records:
+        if r.topic == RAW_TOPIC:
+            out.extend(expand(r, counts))
+        else:
+            out.append(r)
+    return out
+
+
+def record_forwarded_metrics(events: int, counts: TypeCounts, latency_s: float) -> None:
+    metrics.BROKER_UP.set(1)
+    metrics.FORWARDED.inc(events)
+    metrics.FORWARD_LATENCY.observe(latency_s)
+    for etype, (n, invalid) in counts.items():
+        metrics.EVENTS_ACCEPTED.labels(etype).inc(n)
+        if invalid:
+            metrics.EVENTS_INVALID.labels(etype).inc(invalid)
+
+
+def record_down_metrics() -> None:
+    metrics.BROKER_UP.set(0)
+    metrics.FORWARD_ERRORS.inc()
+
+
+def producer_factory(settings: IngestSettings) -> ProducerFactory:
+    """Topics ensured, then the forwarder's producer started (retried by the caller on failure)."""
+
+    async def start() -> AIOKafkaProducer:
+        await kafka_clients.ensure_topics(settings, topics.all_topics(settings.topic_prefix))
+        producer = kafka_clients.make_producer(
+            settings, role="forwarder", request_timeout_ms=int(settings.broker_timeout_s * 1000)
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    return start
+
+
 class Forwarder:
     def __init__(
         self,
-        spool: Spool,
+        spool: SpoolSource,
         producer_factory: ProducerFactory,
+        builder: RecordBuilder,
         *,
         batch_events: int = 5000,
         max_backoff_s: float = 5.0,
     ) -> None:
         self.spool = spool
+        self.builder = builder
         self._factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
         self.batch_events = batch_events
@@ -151,9 +228,11 @@ class Forwarder:
                 continue
             self._idle.clear()
             self._publish_started = time.monotonic()
+            counts: TypeCounts = {}
             try:
+                out = expand_raw(records, self.builder, counts)
                 producer = await self._ensure_producer()
-                await publish(producer, records)
+                await publish(producer, out)
             except (TimeoutError, KafkaError, OSError) as exc:
                 self._publish_started = None
                 self._mark_down(exc)
@@ -166,22 +245,31 @@ class Forwarder:
             self._publish_started = None
             backoff = 0.1
             if not self.broker_up:
-                log.info("kafka reachable, forwarding", extra={"backlog_events": self.spool.stats().pending_events})
+                log.info("kafka reachable, forwarding", extra={"cursor": [self.spool.cursor.segment, self.spool.cursor.offset]})
             self.broker_up, self.last_error = True, None
-            metrics.BROKER_UP.set(1)
+            self.forwarded += len(out)
+            latency = max(0.0, time.time() - records[0].spooled_at_ms / 1000)
+            self.report_forwarded(len(out), counts, latency)  # first: metrics are current once drained
             self.spool.advance(end, len(records))
-            self.forwarded += len(records)
-            metrics.FORWARDED.inc(len(records))
-            metrics.FORWARD_LATENCY.observe(max(0.0, time.time() - records[0].spooled_at_ms / 1000))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("forwarded", extra={"records": len(out), "spool_records": len(records),
+                                              "event_ids": _event_ids(out)})
         self._idle.set()
+
+    def report_forwarded(self, events: int, counts: TypeCounts, latency_s: float) -> None:
+        """Kafka took a chunk: ``events`` records, ``counts`` per type, oldest one spooled ``latency_s`` ago."""
+        record_forwarded_metrics(events, counts, latency_s)
+
+    def report_down(self) -> None:
+        """A publish failed (``broker_up``/``last_error`` already say why)."""
+        record_down_metrics()
 
     def _mark_down(self, exc: BaseException) -> None:
         msg = f"{type(exc).__name__}: {exc}"
         if self.broker_up or self.last_error is None:
             log.warning("kafka publish failed, keeping events in the spool", extra={"error": msg})
         self.broker_up, self.last_error = False, msg
-        metrics.BROKER_UP.set(0)
-        metrics.FORWARD_ERRORS.inc()
+        self.report_down()
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until the spool is fully forwarded or ``timeout_s`` passes; True if drained."""

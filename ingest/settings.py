@@ -32,6 +32,14 @@ class IngestSettings(KafkaSettings):
     spool_commit_delay_ms: float = Field(
         0.0, description="extra wait before a group commit to gather more requests (0: commit as soon as idle)"
     )
+    forwarder: Literal["process", "inline"] = Field(
+        "process",
+        description="process: parse and publish the spool in a child process (the request path only checks "
+        "and spools bodies); inline: in the receiver's event loop",
+    )
+    forwarder_cpus: str | None = Field(
+        None, description="CPU list for the forwarder process, e.g. '1' or '2-3' (default: the receiver's)"
+    )
     forward_batch_events: int = Field(
         1000, description="events read from the spool per Kafka round trip (each chunk is read and encoded without yielding)"
     )

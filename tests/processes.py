@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from schemas.parse import parse_body
 from tpipe.broker import free_port
 
 TOKEN = "fault-token-0b7d4e"
@@ -130,9 +131,9 @@ async def steady_load(url: str, stop: asyncio.Event, *, concurrency: int = 4, re
                     res.transport_errors += 1
                     await asyncio.sleep(0.05)  # the receiver is down: back off like a real sender
                     continue
-                if 200 <= r.status_code < 300:
-                    for ev in r.json()["events"]:
-                        res.acked[ev["event_id"]] = res.acked.get(ev["event_id"], 0) + 1
+                if 200 <= r.status_code < 300:  # the ids the forwarder gives these events (createdAt is set)
+                    for env in parse_body(body, received_at_ms=0):
+                        res.acked[env.event_id] = res.acked.get(env.event_id, 0) + 1
                 else:
                     res.non_2xx[r.status_code] = res.non_2xx.get(r.status_code, 0) + 1
                 await asyncio.sleep(pace_s)  # a steady, not flat-out, sender

@@ -12,6 +12,8 @@ from starlette.applications import Starlette
 
 from ingest.app import create_app
 from ingest.settings import IngestSettings
+from schemas.parse import parse_body
+from schemas.topics import topic_for
 from tpipe.settings import KafkaSettings
 
 TOKEN = "test-token-5f1c2b9e"
@@ -39,3 +41,15 @@ async def running_receiver(settings: IngestSettings) -> AsyncIterator[tuple[Star
 
 def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def events_of(body: bytes, prefix: str) -> list[dict[str, str]]:
+    """The events the forwarder publishes for ``body`` (event_id, type, topic before validation).
+
+    The spool-mode 202 carries no ids: they are computed after the body is on disk. They do not
+    depend on the receive time when the events carry ``createdAt``, as these tests' bodies do.
+    """
+    return [
+        {"event_id": e.event_id, "type": str(e.type), "topic": topic_for(e.type, prefix)}
+        for e in parse_body(body, received_at_ms=0)
+    ]

@@ -29,6 +29,7 @@ async def test_broker_mode_acknowledges_after_kafka_and_refuses_when_it_is_down(
         # acknowledged means already in Kafka: readable right away, nothing spooled locally
         got = await read_all(kafka, f"{topic_prefix}.state", expected_count=1, timeout=10)
         assert [Envelope.from_json(g.value).event_id for g in got] == [r.json()["events"][0]["event_id"]]
+        assert r.json()["durability"] == "broker", "broker mode knows the ids when it answers"
         assert not (tmp_path / "spool").exists(), "broker mode keeps no local state"
         assert (await client.get("/readyz")).status_code == 200
         await broker.akill()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,7 +151,7 @@ async def test_spool_full_answers_503_with_retry_after_and_recovers(
         await rx.wait_drained()
         r = await client.post(rx.url + "/webhook", content=event_body(1, 0), headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 202, "accepts again once the spool drained"
-        acked.add(r.json()["events"][0]["event_id"])
+        acked.add(parse_body(event_body(1, 0), received_at_ms=0)[0].event_id)
         assert (await client.get(rx.url + "/readyz")).status_code == 200
     await rx.wait_drained()
     assert rx.terminate() == 0
@@ -193,7 +195,7 @@ async def test_corrupt_spool_tail_keeps_the_valid_prefix_and_reports_the_moved_b
             r = await client.post(rx.url + "/webhook", content=event_body(3, seq),
                                   headers={"Authorization": f"Bearer {TOKEN}"})
             assert r.status_code == 202
-            acked.add(r.json()["events"][0]["event_id"])
+            acked.add(parse_body(event_body(3, seq), received_at_ms=0)[0].event_id)
     rx.kill()  # crash, then damage the tail as a torn write would
     segments = sorted((tmp_path / "spool").glob("*.seg"), key=lambda p: p.stat().st_size)
     damaged = segments[-1]
@@ -214,3 +216,57 @@ async def test_corrupt_spool_tail_keeps_the_valid_prefix_and_reports_the_moved_b
     print(f"\nFAULT FIGURES corrupt_tail: acknowledged={len(acked)} in_kafka={len(set(ids))} "
           f"duplicates={len(ids) - len(set(ids))} moved_bytes={len(garbage)}")
     assert set(ids) == acked, "the valid prefix (every acknowledged event) is forwarded"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rpartition(")")[2].split()[0] != "Z"
+
+
+async def test_killed_forwarder_process_is_restarted_and_loses_nothing(
+    kafka_bootstrap: str, tmp_path: Path, topic_prefix: str
+) -> None:
+    rx = new_receiver(tmp_path, kafka_bootstrap, topic_prefix).start()
+    first = rx.health()["forwarder"]
+    assert first["mode"] == "process" and first["restarts"] == 0  # type: ignore[index]
+    res = LoadResult()
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(steady_load(rx.url, stop, result=res))
+    while len(res.acked) < 200:  # load is flowing before the kill
+        await asyncio.sleep(0.05)
+    os.kill(first["pid"], signal.SIGKILL)  # type: ignore[index]
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:  # the receiver notices and starts a new forwarder
+        fw = rx.health()["forwarder"]
+        if fw["restarts"] == 1 and fw["pid"] not in (None, first["pid"]):  # type: ignore[index]
+            break
+        assert asyncio.get_running_loop().time() < deadline, fw
+        await asyncio.sleep(0.1)
+    count_at_restart = len(res.acked)
+    while len(res.acked) < count_at_restart + 200:  # and keeps accepting and forwarding
+        await asyncio.sleep(0.05)
+    stop.set()
+    await load
+    await rx.wait_drained()
+    assert rx.terminate() == 0
+    ids = await _kafka_ids(kafka_bootstrap, topic_prefix, len(res.acked))
+    fig = _figures("forwarder_sigkill", res, ids)
+    assert fig["non_2xx"] == 0, "the sender never noticed"
+    assert set(res.acked) <= set(ids), "every acknowledged event_id is in Kafka"
+
+
+async def test_receiver_sigkill_leaves_no_forwarder_process_behind(
+    kafka_bootstrap: str, tmp_path: Path, topic_prefix: str
+) -> None:
+    rx = new_receiver(tmp_path, kafka_bootstrap, topic_prefix).start()
+    pid = rx.health()["forwarder"]["pid"]  # type: ignore[index]
+    assert isinstance(pid, int) and _alive(pid)
+    rx.kill()
+    deadline = asyncio.get_running_loop().time() + 20  # the child exits on EOF (after <= 10 s of a stuck publish)
+    while _alive(pid):
+        assert asyncio.get_running_loop().time() < deadline, "the forwarder process outlived its receiver"
+        await asyncio.sleep(0.1)

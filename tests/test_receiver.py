@@ -12,7 +12,7 @@ from ingest.tokens import TokensFile
 from schemas.envelope import Envelope
 from schemas.topics import HEADER_NAMES
 from tests.kafka_broker import read_all
-from tests.receiver_harness import TOKEN, auth, ingest_settings, running_receiver
+from tests.receiver_harness import TOKEN, auth, events_of, ingest_settings, running_receiver
 from tpipe.settings import KafkaSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
@@ -37,9 +37,10 @@ async def test_every_fixture_lands_on_its_topic_with_key_headers_and_envelope(
         for fmt, name, body in _fixtures():
             r = await client.post("/webhook", content=body, headers=auth())
             assert r.status_code == 202, (fmt, name, r.text)
-            reply = r.json()
-            assert reply["accepted"] == len(reply["events"]) >= 1
-            for ev in reply["events"]:
+            assert r.json() == {"status": "accepted", "durability": "spool"}
+            events = events_of(body, kafka_settings.topic_prefix)
+            assert len(events) >= 1
+            for ev in events:
                 assert ev["topic"] == f"{kafka_settings.topic_prefix}.{ev['type']}"
                 expected[ev["event_id"]] = {"fmt": fmt, "name": name, **ev}
         assert await app_drained(client)
@@ -98,10 +99,9 @@ async def test_redelivered_body_keeps_its_event_id_and_values_are_kept_as_sent(
     )
     settings = ingest_settings(kafka_settings, tmp_path / "spool")
     async with running_receiver(settings) as (_, client):
-        first = (await client.post("/webhook", content=body, headers=auth())).json()
-        again = (await client.post("/webhook", content=body, headers=auth())).json()
+        for _ in range(2):
+            assert (await client.post("/webhook", content=body, headers=auth())).status_code == 202
         assert await app_drained(client)
-    assert first["events"][0]["event_id"] == again["events"][0]["event_id"]
     records = await read_all(kafka_settings, f"{kafka_settings.topic_prefix}.data", expected_count=2)
     envs = [Envelope.from_json(r.value) for r in records]
     assert len(envs) == 2 and envs[0].event_id == envs[1].event_id
@@ -117,7 +117,7 @@ async def test_numeric_site_id_is_the_key(kafka_settings: KafkaSettings, tmp_pat
     settings = ingest_settings(kafka_settings, tmp_path / "spool")
     async with running_receiver(settings) as (_, client):
         r = await client.post("/webhook", content=body, headers=auth())
-        assert r.status_code == 202 and r.json()["events"][0]["type"] == "live_status"
+        assert r.status_code == 202
         assert await app_drained(client)
     rec = (await read_all(kafka_settings, f"{kafka_settings.topic_prefix}.live_status", expected_count=1))[0]
     assert rec.key == b"1234567890"
@@ -177,9 +177,8 @@ async def test_invalid_event_is_accepted_and_dead_lettered_with_reasons_and_coun
         before = (await client.get("/metrics")).text
         r = await client.post("/webhook", content=invalid, headers=auth())
         assert r.status_code == 202, "an event that parses is never refused, even if it does not validate"
-        assert r.json()["events"][0]["topic"] == f"{prefix}.dlq"
         r2 = await client.post("/webhook", content=valid, headers=auth())
-        assert r2.json()["events"][0]["topic"] == f"{prefix}.data"
+        assert r2.status_code == 202
         assert await app_drained(client)
         after = (await client.get("/metrics")).text
     dlq = await read_all(kafka_settings, f"{prefix}.dlq", expected_count=1)

@@ -33,6 +33,7 @@ from schemas.envelope import Envelope
 from schemas.topics import notifications_topic, topic_for
 from tests.kafka_broker import read_all, read_until_quiet
 from tests.processes import event_body
+from tests.receiver_harness import events_of
 from tests.test_credits_worker import START, envelopes, produce_envelopes, wait_until
 from tpipe.broker import LocalBroker, free_port
 from tpipe.kafka_clients import common_config, make_consumer, make_producer
@@ -96,6 +97,7 @@ class Proc:
 class Receiver(Proc):
     def __init__(self, tmp: Path, name: str, kafka_env: dict[str, str], spool: Path) -> None:
         self.port = free_port()
+        self.prefix = kafka_env["TPIPE_TOPIC_PREFIX"]
         env = {
             **kafka_env,
             "TPIPE_PORT": str(self.port),
@@ -123,10 +125,10 @@ class Receiver(Proc):
     def post_events(self, n: int, worker: int = 7) -> list[dict[str, str]]:
         accepted: list[dict[str, str]] = []
         for seq in range(n):
-            r = self.client.post("/webhook", content=event_body(worker, seq),
-                                 headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+            body = event_body(worker, seq)
+            r = self.client.post("/webhook", content=body, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
             assert r.status_code == 202, (r.status_code, r.text)
-            accepted.extend(r.json()["events"])
+            accepted.extend(events_of(body, self.prefix))
         return accepted
 
     def health(self) -> dict[str, Any]:

@@ -7,9 +7,12 @@ Layout (little endian)::
            | topic | key | headers | value
     headers = (name_len u8 | name | value_len u16 | value)*
 
-The receiver encodes the record once (topic, key, headers and value decided on the request path),
-so the forwarder publishes without parsing JSON. The magic lets recovery find the next good frame
-after a damaged one; the CRC tells a torn or corrupt frame from a good one.
+A frame holds either a ready-to-publish Kafka record, or — with an empty topic (``RAW_TOPIC``) — a
+webhook body exactly as it was received (``encode_raw``: value = the body, timestamp = received at).
+The receiver spools raw bodies, so its request path stays auth + JSON check + append + fsync; the
+forwarder turns each body into records (``ingest.records``) just before publishing. The magic lets
+recovery find the next good frame after a damaged one; the CRC tells a torn or corrupt frame from a
+good one.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class SpoolRecord(NamedTuple):
     value: bytes
 
 
+RAW_TOPIC = ""  # the topic of a frame that holds a received webhook body, not yet a Kafka record
+
+
 _name_prefix: dict[str, bytes] = {}  # header name -> length byte + utf-8, built once per name
 
 
@@ -53,6 +59,12 @@ def encode(topic: str, key: bytes, headers: Headers, timestamp_ms: int, spooled_
     h = b"".join(hparts)
     body = b"".join((_BODY.pack(spooled_at_ms, timestamp_ms, len(t), len(key), len(h)), t, key, h, value))
     return _HEAD.pack(MAGIC, len(body), zlib.crc32(body)) + body
+
+
+def encode_raw(body: bytes, received_at_ms: int) -> bytes:
+    """A frame holding one received webhook body (``RAW_TOPIC``, no key, no headers)."""
+    b = _BODY.pack(received_at_ms, received_at_ms, 0, 0, 0) + body
+    return _HEAD.pack(MAGIC, len(b), zlib.crc32(b)) + b
 
 
 _BODY_SIZE = _BODY.size

@@ -14,15 +14,51 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.spool import frame
 from ingest.spool.files import CursorFile, Position, fsync_dir, list_segments, segment_path
+from ingest.spool.reader import read_frames
 from ingest.spool.recovery import RecoveryReport, recover
 
 log = logging.getLogger("tpipe.spool")
+
+
+class CommitSummary:
+    """One INFO line per second about the group commits (not one per commit: at thousands of
+    commits per second the log line was a measurable share of the request path)."""
+
+    __slots__ = ("commits", "requests", "records", "bytes", "max_s", "since")
+
+    def __init__(self) -> None:
+        self.commits = self.requests = self.records = self.bytes = 0
+        self.max_s = 0.0
+        self.since = time.monotonic()
+
+    def flush(self) -> None:
+        if self.commits and log.isEnabledFor(logging.INFO):
+            log.info(
+                "spooled",
+                extra={"commits": self.commits, "requests": self.requests, "records": self.records,
+                       "bytes": self.bytes, "max_commit_ms": round(self.max_s * 1000, 3),
+                       "interval_s": round(time.monotonic() - self.since, 3)},
+            )
+        self.commits = self.requests = self.records = self.bytes = 0
+        self.max_s = 0.0
+        self.since = time.monotonic()
+
+    def add(self, requests: int, records: int, size: int, elapsed_s: float) -> None:
+        self.commits += 1
+        self.requests += requests
+        self.records += records
+        self.bytes += size
+        if elapsed_s > self.max_s:
+            self.max_s = elapsed_s
+        if time.monotonic() - self.since >= 1.0:
+            self.flush()
 
 
 class SpoolFull(Exception):
@@ -64,7 +100,12 @@ class Spool:
         self._pending_bytes = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._pending_count = 0
-        self._pending_ids: list[str] = []
+        # called after each group commit with (segment, its committed size): a forwarder process's feed
+        self.listeners: list[Callable[[int, int], None]] = []
+        self._summary = CommitSummary()
+        from tpipe.metrics import SPOOL_FSYNC_SECONDS
+
+        self._fsync_seconds = SPOOL_FSYNC_SECONDS
         self._wakeup = asyncio.Event()
         self.committed = asyncio.Event()  # set after each commit: the forwarder waits on it
         self._events = 0
@@ -106,6 +147,7 @@ class Spool:
         self._wakeup.set()
         if self._task is not None:
             await self._task
+        self._summary.flush()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -125,23 +167,25 @@ class Spool:
         total = sum(self._sizes.values())
         return total - self._cursor.offset if self._cursor.segment in self._sizes else total
 
-    async def append(self, frames: list[bytes], event_ids: list[str] | None = None) -> None:
-        """Durably store ``frames``; returns after fsync. Raises SpoolFull or SpoolWriteError.
+    async def append(self, frames: list[bytes]) -> None:
+        """Durably store ``frames``; returns after fsync. Raises SpoolFull or SpoolWriteError."""
+        await self.append_frame(b"".join(frames), len(frames))
 
-        ``event_ids`` only feed the one log line written per group commit.
+    async def append_frame(self, data: bytes, count: int = 1) -> None:
+        """Durably store ``data`` (``count`` encoded frames); returns after fsync.
+
+        Raises SpoolFull or SpoolWriteError. The request path's call: one future, no copies.
         """
-        size = sum(map(len, frames))
         if self._closing:
             raise SpoolWriteError("spool is closing")
+        size = len(data)
         if self.pending_bytes() + self._pending_bytes + size > self.max_bytes:
             self._refused_full = True
             raise SpoolFull(f"spool holds {self.pending_bytes()} unforwarded bytes (max {self.max_bytes})")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.extend(frames)
+        self._pending.append(data)
         self._pending_bytes += size
-        self._pending_count += len(frames)
-        if event_ids:
-            self._pending_ids.extend(event_ids)
+        self._pending_count += count
         self._waiters.append(fut)
         self._wakeup.set()
         await fut
@@ -158,9 +202,8 @@ class Spool:
             if self.commit_delay_s:
                 await asyncio.sleep(self.commit_delay_s)
             data = b"".join(self._pending)
-            waiters, count, ids = self._waiters, self._pending_count, self._pending_ids
+            waiters, count = self._waiters, self._pending_count
             self._pending, self._waiters, self._pending_bytes, self._pending_count = [], [], 0, 0
-            self._pending_ids = []
             started = time.perf_counter()
             try:
                 if self._sizes[self._active] > 0 and self._sizes[self._active] + len(data) > self.segment_bytes:
@@ -177,16 +220,9 @@ class Spool:
                     if not w.done():
                         w.set_exception(err)
                 continue
-            from tpipe.metrics import SPOOL_FSYNC_SECONDS
-
             elapsed = time.perf_counter() - started
-            SPOOL_FSYNC_SECONDS.observe(elapsed)
-            if log.isEnabledFor(logging.INFO):  # one line per group commit (= per batch of requests)
-                log.info(
-                    "spooled",
-                    extra={"requests": len(waiters), "events": count, "bytes": len(data),
-                           "commit_ms": round(elapsed * 1000, 3), "event_ids": ids},
-                )
+            self._fsync_seconds.observe(elapsed)
+            self._summary.add(len(waiters), count, len(data), elapsed)
             self._writing = False
             self._last_error = None
             self.commits += 1
@@ -202,6 +238,8 @@ class Spool:
                 if not w.done():
                     w.set_result(None)
             self.committed.set()
+            for listener in self.listeners:
+                listener(self._active, self._sizes[self._active])
 
     def _write_durably(self, data: bytes) -> None:
         """Runs on the spool's I/O thread: append, fdatasync; undo a partial write on failure."""
@@ -231,54 +269,18 @@ class Spool:
     def read(
         self, start: Position, *, max_records: int, max_bytes: int = 8 << 20
     ) -> tuple[list[frame.SpoolRecord], Position]:
-        """Committed records from ``start`` on (at most ``max_records``) and the position after them.
+        """Committed records from ``start`` on (at most ``max_records``) and the position after them."""
+        return read_frames(self.root, self._sizes, self._active, start, max_records=max_records, max_bytes=max_bytes)
 
-        Only fsync'd bytes are visible. Damaged ranges (reported by recovery) are skipped with the
-        same resynchronisation rule recovery used; finished segments are stepped over.
-        """
-        pos = start
-        out: list[frame.SpoolRecord] = []
-        while len(out) < max_records:
-            size = self._sizes.get(pos.segment)
-            if size is None or pos.offset >= size:
-                later = [s for s in self._sizes if s > pos.segment]
-                if not later:
-                    break
-                pos = Position(min(later), 0)
-                continue
-            path = segment_path(self.root, pos.segment)
-            with open(path, "rb") as fh:
-                fh.seek(pos.offset)
-                buf = fh.read(min(size - pos.offset, max_bytes))
-            off = 0
-            while off < len(buf) and len(out) < max_records:
-                try:
-                    rec, nxt = frame.decode_at(buf, off)
-                except frame.Incomplete:
-                    if off == 0 and len(buf) < size - pos.offset:  # one frame larger than max_bytes
-                        with open(path, "rb") as fh:
-                            fh.seek(pos.offset)
-                            buf = fh.read(size - pos.offset)
-                        continue
-                    if off == 0:  # a damaged tail: nothing more in this segment
-                        off = len(buf)
-                    break
-                except frame.Corrupt:
-                    good = frame.next_valid(buf, off)
-                    off = good if good is not None else len(buf)
-                    continue
-                out.append(rec)
-                off = nxt
-            pos = Position(pos.segment, pos.offset + off)
-        if pos.segment != self._active and pos.offset >= self._sizes.get(pos.segment, 0):
-            later = [s for s in self._sizes if s > pos.segment]
-            if later:
-                pos = Position(min(later), 0)
-        return out, pos
+    def committed_sizes(self) -> tuple[dict[int, int], int]:
+        """Each segment's fsync'd size, and the segment being appended to (for a forwarder process)."""
+        return dict(self._sizes), self._active
 
     def advance(self, new_cursor: Position, events: int) -> None:
         """Kafka confirmed everything before ``new_cursor``: persist it and delete finished segments."""
         assert self._cursor_file is not None
+        if new_cursor < self._cursor:  # a late report from before a segment roll: nothing to do
+            return
         self._cursor_file.write(new_cursor)
         self._cursor = new_cursor
         self._events = max(0, self._events - events)

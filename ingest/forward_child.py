@@ -1,0 +1,171 @@
+"""The forwarder process (started by ``ingest.forward_process.ForwarderProcess``; not run by hand).
+
+Reads the init line and commit notices on stdin, forwards the spool with the same ``Forwarder`` as
+the inline mode, and reports on stdout (protocol: ``ingest.forward_process``). Ignores SIGINT and
+SIGTERM: the receiver decides when it stops (EOF), after draining the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ingest.forwarder import Forwarder, producer_factory
+from ingest.records import RecordBuilder, TypeCounts
+from ingest.settings import IngestSettings
+from ingest.spool.files import Position
+from ingest.spool.frame import SpoolRecord
+from ingest.spool.reader import read_frames
+from tpipe.logs import configure_logging, register_secret
+
+log = logging.getLogger("tpipe.forwarder")
+
+STATUS_EVERY_S = 0.5
+EXIT_AFTER_EOF_S = 10.0  # a publish stuck on a dead broker must not keep an orphan alive
+
+
+class Reports:
+    """Lines to the receiver, written to stdout without blocking the loop."""
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self._t = transport
+
+    def send(self, msg: list[Any]) -> None:
+        if not self._t.is_closing():
+            self._t.write(orjson.dumps(msg, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+
+
+class SpoolView:
+    """The child's view of the receiver's spool: segments it may read up to their committed size."""
+
+    def __init__(self, root: Path, cursor: Position, sizes: dict[int, int], active: int, reports: Reports) -> None:
+        self.root = root
+        self._cursor = cursor
+        self._sizes = sizes
+        self._active = active
+        self._reports = reports
+        self.committed = asyncio.Event()
+
+    @property
+    def cursor(self) -> Position:
+        return self._cursor
+
+    def on_commit(self, segment: int, size: int) -> None:
+        if segment >= self._active:
+            self._active = segment
+        if size >= self._sizes.get(segment, 0):
+            self._sizes[segment] = size
+        self.committed.set()
+
+    def read(self, start: Position, *, max_records: int) -> tuple[list[SpoolRecord], Position]:
+        return read_frames(self.root, self._sizes, self._active, start, max_records=max_records)
+
+    def advance(self, new_cursor: Position, events: int) -> None:
+        self._cursor = new_cursor
+        for seg in [s for s in self._sizes if s < new_cursor.segment]:
+            del self._sizes[seg]  # the receiver deletes the file; we will not read it again
+        self._reports.send(["a", new_cursor.segment, new_cursor.offset, events])
+
+    def has_unforwarded(self) -> bool:
+        return self._cursor < Position(self._active, self._sizes.get(self._active, 0))
+
+
+class ChildForwarder(Forwarder):
+    reports: Reports
+
+    def report_forwarded(self, events: int, counts: TypeCounts, latency_s: float) -> None:
+        self.reports.send(["f", events, counts, latency_s])
+
+    def report_down(self) -> None:
+        self.send_status()
+
+    def send_status(self) -> None:
+        self.reports.send(["s", self.broker_up, self.last_error, self._publish_started])
+
+
+async def _status_loop(fw: ChildForwarder) -> None:
+    while True:
+        await asyncio.sleep(STATUS_EVERY_S)
+        fw.send_status()
+
+
+async def _main() -> int:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0))
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(1, "wb", buffering=0))
+    reports = Reports(transport)
+    first = await reader.readline()
+    if not first:
+        return 2
+    init = orjson.loads(first)
+    configure_logging(init.get("log_level", "INFO"))
+    settings = IngestSettings.model_validate(init["settings"])
+    if settings.kafka_sasl_password is not None:
+        register_secret(settings.kafka_sasl_password.get_secret_value())
+    if settings.forwarder_cpus:
+        from ingest.forward_process import parse_cpus
+
+        os.sched_setaffinity(0, parse_cpus(settings.forwarder_cpus))
+    validator = None
+    if settings.validate_events:
+        from schemas.validate import compile_all, validate_event
+
+        compile_all()
+        validator = validate_event
+    view = SpoolView(
+        settings.spool_dir,
+        Position(*init["cursor"]),
+        {int(s): int(n) for s, n in init["sizes"]},
+        int(init["active"]),
+        reports,
+    )
+    fw = ChildForwarder(
+        view, producer_factory(settings), RecordBuilder(settings.topic_prefix, validator),
+        batch_events=settings.forward_batch_events,
+    )
+    fw.reports = reports
+    gc.collect()
+    gc.freeze()
+    run = loop.create_task(fw.run(), name="forwarder")
+    status = loop.create_task(_status_loop(fw), name="status")
+    log.info("forwarder process running", extra={"pid": os.getpid(), "cursor": init["cursor"]})
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            seg, size = orjson.loads(line)
+            view.on_commit(seg, size)
+    finally:
+        fw.stop()
+        eof_at = time.monotonic()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(run), timeout=EXIT_AFTER_EOF_S)
+        status.cancel()
+        with contextlib.suppress(TimeoutError, Exception):
+            await asyncio.wait_for(fw.close(), timeout=max(1.0, EXIT_AFTER_EOF_S - (time.monotonic() - eof_at)))
+        fw.send_status()
+    return 0
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import uvloop
+
+    return uvloop.run(_main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Reading committed frames out of spool segments: shared by the receiver's ``Spool`` (inline
+forwarder) and the forwarder process's view of the same directory (``ingest.forward_process``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.spool import frame
+from ingest.spool.files import Position, segment_path
+
+
+def read_frames(
+    root: Path,
+    sizes: dict[int, int],
+    active: int,
+    start: Position,
+    *,
+    max_records: int,
+    max_bytes: int = 8 << 20,
+) -> tuple[list[frame.SpoolRecord], Position]:
+    """Records from ``start`` on (at most ``max_records``) and the position after them.
+
+    ``sizes`` maps each segment to its committed (fsync'd) size: nothing past it is read. Damaged
+    ranges (reported by recovery) are skipped with the same resynchronisation rule recovery used;
+    finished segments are stepped over; ``active`` is the segment still being appended to.
+    """
+    pos = start
+    out: list[frame.SpoolRecord] = []
+    while len(out) < max_records:
+        size = sizes.get(pos.segment)
+        if size is None or pos.offset >= size:
+            later = [s for s in sizes if s > pos.segment]
+            if not later:
+                break
+            pos = Position(min(later), 0)
+            continue
+        path = segment_path(root, pos.segment)
+        with open(path, "rb") as fh:
+            fh.seek(pos.offset)
+            buf = fh.read(min(size - pos.offset, max_bytes))
+        off = 0
+        while off < len(buf) and len(out) < max_records:
+            try:
+                rec, nxt = frame.decode_at(buf, off)
+            except frame.Incomplete:
+                if off == 0 and len(buf) < size - pos.offset:  # one frame larger than max_bytes
+                    with open(path, "rb") as fh:
+                        fh.seek(pos.offset)
+                        buf = fh.read(size - pos.offset)
+                    continue
+                if off == 0:  # a damaged tail: nothing more in this segment
+                    off = len(buf)
+                break
+            except frame.Corrupt:
+                good = frame.next_valid(buf, off)
+                off = good if good is not None else len(buf)
+                continue
+            out.append(rec)
+            off = nxt
+        pos = Position(pos.segment, pos.offset + off)
+    if pos.segment != active and pos.offset >= sizes.get(pos.segment, 0):
+        later = [s for s in sizes if s > pos.segment]
+        if later:
+            pos = Position(min(later), 0)
+    return out, pos
