@@ -2,9 +2,11 @@
 
     python -m bench.forward --kafka HOST:PORT --prefix P --events 60000 --mode forwarder|raw BODY...
 
-``forwarder``: pre-fill a fresh spool with N events through the Spool API (not timed), then time
-``ingest.forwarder.Forwarder`` draining it to the broker (read + decode + publish + cursor advance).
-``raw``: the same N records, already decoded in memory, sent with one ``await producer.send()`` each
+``forwarder``: pre-fill a fresh spool with N webhook bodies as the receiver stores them (raw body
+frames, through the Spool API; not timed), then time ``ingest.forwarder.Forwarder`` draining it to the
+broker: read, parse, validate, build each record, publish, advance the cursor — all the per-event work
+the receiver's request path no longer does.
+``raw``: the same N records, already built in memory, sent with one ``await producer.send()`` each
 and all acknowledgements awaited. Both use the receiver's producer (``tpipe.kafka_clients.producer_config``
 via ``make_producer(role="forwarder")``), started and with topic metadata loaded before timing.
 Prints one JSON object.
@@ -25,18 +27,21 @@ import orjson
 
 from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
-from ingest.spool.frame import decode_at
+from ingest.spool.frame import SpoolRecord, encode_raw
 from schemas import topics
 from schemas.parse import parse_body
+from schemas.validate import compile_all, validate_event
 from tpipe import kafka_clients
 
 perf = time.perf_counter
 
 
-def make_frames(bodies: list[bytes], events: int, vins: int, prefix: str) -> list[bytes]:
-    """N spool frames cycling over len(bodies) x vins distinct events (VINs spread the partitions)."""
-    builder = RecordBuilder(prefix, None)
-    distinct: list[bytes] = []
+def make_frames(bodies: list[bytes], events: int, vins: int, prefix: str) -> tuple[list[bytes], list[SpoolRecord]]:
+    """N raw body frames cycling over len(bodies) x vins distinct one-event bodies (VINs spread the
+    partitions), and the N records the forwarder builds from them (the raw loop's input)."""
+    builder = RecordBuilder(prefix, validate_event)
+    raw: list[bytes] = []
+    built: list[SpoolRecord] = []
     now = int(time.time() * 1000)
     for v in range(vins):
         vin = f"5YJ3BENCH{v:08d}"
@@ -44,26 +49,30 @@ def make_frames(bodies: list[bytes], events: int, vins: int, prefix: str) -> lis
             obj = orjson.loads(b)
             if "vin" in obj:
                 obj["vin"] = vin
-            for env in parse_body(orjson.dumps(obj), received_at_ms=now):
-                distinct.append(builder.build(env)[1])
-    return [distinct[i % len(distinct)] for i in range(events)]
+            body = orjson.dumps(obj)
+            raw.append(encode_raw(body, now))
+            built.extend(builder.record(env)[0] for env in parse_body(body, received_at_ms=now))
+    assert len(raw) == len(built), "one event per bench body"
+    return [raw[i % len(raw)] for i in range(events)], [built[i % len(built)] for i in range(events)]
 
 
-async def _producer(settings: IngestSettings, frames: list[bytes]):  # type: ignore[no-untyped-def]
-    """The receiver's producer, started, with every partition the frames go to led and written once."""
+async def _producer(settings: IngestSettings, records: list[SpoolRecord]):  # type: ignore[no-untyped-def]
+    """The receiver's producer, started, with every partition the records go to led and written once."""
     await kafka_clients.ensure_topics(settings, topics.all_topics(settings.topic_prefix))
     producer = kafka_clients.make_producer(
         settings, role="forwarder", request_timeout_ms=int(settings.broker_timeout_s * 1000)
     )
     await producer.start()
-    used = {decode_at(f, 0)[0].topic for f in frames[:5000]}
+    used = {r.topic for r in records[:5000]}
     for t in sorted(used):
         for p in sorted(await producer.partitions_for(t)):
             await producer.send_and_wait(t, b"{}", key=b"bench-warmup", partition=p)
     return producer
 
 
-async def run_forwarder(settings: IngestSettings, frames: list[bytes], spool_dir: Path, profile: str | None) -> dict:
+async def run_forwarder(
+    settings: IngestSettings, frames: list[bytes], records: list[SpoolRecord], spool_dir: Path, profile: str | None
+) -> dict:
     from ingest.forwarder import Forwarder
     from ingest.spool.log import Spool
 
@@ -72,12 +81,13 @@ async def run_forwarder(settings: IngestSettings, frames: list[bytes], spool_dir
     spool.start()
     for i in range(0, len(frames), 1000):
         await spool.append(frames[i : i + 1000])
-    producer = await _producer(settings, frames)
+    producer = await _producer(settings, records)
 
     async def factory():  # type: ignore[no-untyped-def]
         return producer
 
-    fw = Forwarder(spool, factory, batch_events=settings.forward_batch_events)
+    builder = RecordBuilder(settings.topic_prefix, validate_event)
+    fw = Forwarder(spool, factory, builder, batch_events=settings.forward_batch_events)
     prof = None
     if profile:
         import cProfile
@@ -98,9 +108,8 @@ async def run_forwarder(settings: IngestSettings, frames: list[bytes], spool_dir
     return {"drained": drained, "forwarded": fw.forwarded, "seconds": elapsed}
 
 
-async def run_raw(settings: IngestSettings, frames: list[bytes]) -> dict:
-    records = [decode_at(f, 0)[0] for f in frames]
-    producer = await _producer(settings, frames)
+async def run_raw(settings: IngestSettings, records: list[SpoolRecord]) -> dict:
+    producer = await _producer(settings, records)
     t0 = perf()
     send = producer.send
     futs = [
@@ -126,18 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     settings = IngestSettings(kafka=a.kafka, topic_prefix=a.prefix)
     bodies = [Path(p).read_bytes() for p in a.bodies]
-    frames = make_frames(bodies, a.events, a.vins, a.prefix)
+    compile_all()
+    frames, records = make_frames(bodies, a.events, a.vins, a.prefix)
     nbytes = sum(map(len, frames))
     import uvloop
 
     if a.mode == "forwarder":
         tmp = Path(tempfile.mkdtemp(prefix="tpipe-bench-spool-"))
         try:
-            res = uvloop.run(run_forwarder(settings, frames, tmp / "spool", a.profile))
+            res = uvloop.run(run_forwarder(settings, frames, records, tmp / "spool", a.profile))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     else:
-        res = uvloop.run(run_raw(settings, frames))
+        res = uvloop.run(run_raw(settings, records))
     res.update(mode=a.mode, events=a.events, frame_bytes=nbytes, events_per_s=a.events / res["seconds"])
     sys.stdout.write(json.dumps(res) + "\n")
     return 0

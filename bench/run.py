@@ -127,6 +127,11 @@ def free_port() -> int:
 # ----------------------------------------------------------------------------------------- servers
 
 
+def proc_cpu_s(pid: int) -> float:
+    f = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A server subprocess pinned to CPU 0."""
 
@@ -164,8 +169,18 @@ class Server:
     def cpu_s(self) -> float:
         """User + system CPU seconds of the server process (all threads)."""
         assert self.proc is not None
-        f = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_s(self.proc.pid)
+
+    def children_cpu_s(self) -> float:
+        """CPU seconds of the server's live child processes (the receiver's forwarder process)."""
+        assert self.proc is not None
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                f = stat.read_text().rpartition(")")[2].split()
+                if int(f[1]) == self.proc.pid:
+                    total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -302,6 +317,7 @@ class Bench:
         prefix = f"bench{self.stamp[-6:]}{tag}{uuid.uuid4().hex[:4]}"
         cmd = [PY, "-m", "tpipe.cli", "serve", "--port", str(port), "--kafka", self.broker.bootstrap,
                "--token", TOKEN, "--spool-dir", str(self.workdir / f"spool-{tag}"), "--topic-prefix", prefix,
+               *(["--forwarder-cpus", self.a.forwarder_cpus] if self.a.forwarder_cpus else []),
                *self.a.receiver_arg, *extra]
         srv = Server(f"receiver-{tag}", cmd, port, self.workdir / f"receiver-{tag}.log", self.pin0)
         self.servers.append(srv)
@@ -333,6 +349,7 @@ class Bench:
                 run_wrk(srv.url, a.warmup, self.bodies)  # warm-up
                 samples: list[tuple[float, Any]] = []
                 cpu0, load0 = srv.cpu_s(), os.getloadavg()[0]
+                child0 = srv.children_cpu_s()
                 if name == "webhook":
                     def depth(url: str = srv.url) -> int:
                         return int(get_json(url + "/healthz")["spool"]["pending_events"])
@@ -348,24 +365,29 @@ class Bench:
                     r = run_wrk(srv.url, a.window, self.bodies)
                 # CPU per request is what the server itself spent: robust to other load on the machine
                 r["server_cpu_us_per_req"] = (srv.cpu_s() - cpu0) * 1e6 / max(1, r["requests"])
+                # the forwarder process (on its own CPU) until the backlog of this run was forwarded
+                r["forwarder_cpu_us_per_req"] = (srv.children_cpu_s() - child0) * 1e6 / max(1, r["requests"])
                 r["loadavg_1m"] = load0
                 r.update(endpoint=name, round=rnd)
                 runs.append(r)
                 extra = (f", spool depth max {r['spool_depth_max']}, growth {r['spool_growth_events_per_s']:.0f}/s"
                          if name == "webhook" else "")
                 log(f"http round {rnd} {name}: {r['req_per_s']:.0f} req/s p99 {r['p99_ms']:.1f} ms "
-                    f"errors {r['errors']}, server CPU {r['server_cpu_us_per_req']:.0f} us/req, "
+                    f"errors {r['errors']}, server CPU {r['server_cpu_us_per_req']:.0f} us/req "
+                    f"(+ forwarder process {r['forwarder_cpu_us_per_req']:.0f}), "
                     f"load {load0:.1f}{extra}")
         noop_r = [r["req_per_s"] for r in runs if r["endpoint"] == "noop"]
         hook_r = [r["req_per_s"] for r in runs if r["endpoint"] == "webhook"]
         growth = [r["spool_growth_events_per_s"] for r in runs if r["endpoint"] == "webhook"]
         noop_c = [r["server_cpu_us_per_req"] for r in runs if r["endpoint"] == "noop"]
         hook_c = [r["server_cpu_us_per_req"] for r in runs if r["endpoint"] == "webhook"]
+        fwd_c = [r["forwarder_cpu_us_per_req"] for r in runs if r["endpoint"] == "webhook"]
         self.max_rps = self.max_rps or med(hook_r)
         self.res["phases"]["http"] = {
             "runs": runs, "noop_median": med(noop_r), "webhook_median": med(hook_r),
             "ratio": ratio_stats(list(zip(hook_r, noop_r, strict=True))),
             "cpu_us_per_req": {"noop_median": med(noop_c), "webhook_median": med(hook_c),
+                               "forwarder_process_median": med(fwd_c),
                                "efficiency_ratio": ratio_stats(list(zip(noop_c, hook_c, strict=True)))},
             "spool_growth_median_events_per_s": med(growth),
             # the forwarder takes the spool in chunks (forward_batch_events), so depth is a saw-tooth; the
@@ -620,6 +642,9 @@ def summarize(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("  (info) server CPU per request: no-op / webhook",
                      f"{c['noop_median']:.0f} / {c['webhook_median']:.0f} us = {c['efficiency_ratio']['median']:.3f}",
                      "-", "INFO"))
+        if c.get("forwarder_process_median"):
+            rows.append(("  (info) + forwarder process CPU per request (other core)",
+                         f"{c['forwarder_process_median']:.0f} us", "-", "INFO"))
         rows.append(("spool backlog at max rate", f"growth {h['spool_growth_median_events_per_s']:.0f} events/s "
                      f"(max depth {max(x['spool_depth_max'] or 0 for x in h['runs'] if x['endpoint'] == 'webhook')})",
                      "does not grow", ok(not h["backlog_grows"])))
@@ -727,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated phases: http,latency,forwarder,lake,outage,profile")
     ap.add_argument("--rate", type=float, default=None, help="max rate to halve (default: measured in http)")
     ap.add_argument("--forward-events", type=int, default=60000)
+    ap.add_argument("--forwarder-cpus", default="1",
+                    help="the receivers' forwarder process CPUs (--forwarder-cpus of tpipe serve; '' = same as the server)")
     ap.add_argument("--lake-events", type=int, default=60000)
     ap.add_argument("--vins", type=int, default=8, help="VINs per fixture in the HTTP corpus")
     ap.add_argument("--receiver-arg", action="append", default=[],
