@@ -29,6 +29,7 @@ from schemas.event_types import (
 __all__ = ["BodyError", "event_id_for", "parse_body", "parse_object"]
 
 _KEYSET = frozenset(PAYLOAD_KEYS)
+_NOT_DATA_KEYS = _KEYSET - {"data"}
 _ORDER = tuple(PAYLOAD_KEYS)  # deterministic order when one object carries several keys
 _ENERGY_KEYS = frozenset({"live_status", "site_info", "tariff_content_v2", "totals"})
 _MISSING: Any = object()
@@ -229,6 +230,17 @@ def _parse_hec(obj: dict[str, Any], received_at_ms: int, received_at: str, out: 
 
 
 def _parse_one(obj: dict[str, Any], received_at_ms: int, received_at: str, out: list[Envelope]) -> None:
+    # Fast path for the common Teslemetry ``data`` event: ``data`` is an object and no other
+    # payload key is present. Same result as ``_emit`` with keys == {"data"}, without its
+    # general bookkeeping (key-set intersection, type list, split loop).
+    data = obj.get("data")
+    if type(data) is dict and _NOT_DATA_KEYS.isdisjoint(obj):
+        fmt = _RAW if "isResend" in obj or "connectionId" in obj else _TESLEMETRY
+        vin = obj.get("vin")
+        if type(vin) is not str or not vin:
+            vin = _id_str(vin)
+        out.append(_make(_DATA, vin, obj.get("createdAt", _MISSING), obj, fmt, received_at_ms, received_at))
+        return
     keys = obj.keys() & _KEYSET
     if keys:
         _emit(obj, keys, _TESLEMETRY, obj.get("createdAt", _MISSING), None, received_at_ms, received_at, out)
