@@ -65,6 +65,7 @@ async def test_cursor_advance_deletes_forwarded_segments_and_persists(tmp_path: 
     records, end = spool.read(spool.cursor, max_records=40)
     assert _values(records) == list(range(40))
     spool.advance(end, len(records))
+    await spool.synced()  # the cursor write and the deletions run on the spool's I/O thread
     assert min(list_segments(tmp_path)) == end.segment, "segments before the cursor are deleted"
     assert spool.stats().pending_events == 20
     await spool.close()

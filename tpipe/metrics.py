@@ -23,7 +23,7 @@ EVENTS_INVALID = Counter(
     ["type"],
     registry=REGISTRY,
 )
-SPOOL_EVENTS = Gauge("tpipe_spool_depth_events", "Events in the spool not yet confirmed by Kafka", registry=REGISTRY)
+SPOOL_EVENTS = Gauge("tpipe_spool_depth_events", "Spooled webhook bodies not yet forwarded to Kafka (one per request)", registry=REGISTRY)
 SPOOL_BYTES = Gauge("tpipe_spool_bytes", "Bytes of spool segments on disk", registry=REGISTRY)
 SPOOL_OLDEST_AGE = Gauge(
     "tpipe_spool_oldest_age_seconds", "Age of the oldest event not yet confirmed by Kafka", registry=REGISTRY

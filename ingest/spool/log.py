@@ -61,6 +61,11 @@ class CommitSummary:
             self.flush()
 
 
+# When the forwarder has caught up with an active segment at least this large, the spool starts a new
+# segment so the old one can be deleted (each roll is an open + directory fsync on the event loop).
+ROLL_WHEN_CAUGHT_UP_BYTES = 16 << 20
+
+
 class SpoolFull(Exception):
     """Accepting these bytes would pass the configured maximum of unforwarded data."""
 
@@ -148,12 +153,12 @@ class Spool:
         if self._task is not None:
             await self._task
         self._summary.flush()
+        self._io.shutdown(wait=True)  # queued cursor writes and deletions first
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
         if self._cursor_file is not None:
             self._cursor_file.close()
-        self._io.shutdown(wait=True)
 
     def _open_segment(self, seg: int) -> None:
         if self._fd >= 0:
@@ -277,19 +282,22 @@ class Spool:
         return dict(self._sizes), self._active
 
     def advance(self, new_cursor: Position, events: int) -> None:
-        """Kafka confirmed everything before ``new_cursor``: persist it and delete finished segments."""
-        assert self._cursor_file is not None
+        """Kafka confirmed everything before ``new_cursor``: persist it and delete finished segments.
+
+        The cursor write (pwrite + fdatasync) and the unlinks run on the spool's I/O thread, after
+        any commit already queued there, so the event loop never waits on them. Until the cursor
+        is durable a crash only means re-sending what it covers (same event ids), never a loss.
+        """
         if new_cursor < self._cursor:  # a late report from before a segment roll: nothing to do
             return
-        self._cursor_file.write(new_cursor)
         self._cursor = new_cursor
         self._events = max(0, self._events - events)
         if events:
             self._refused_full = False
         while self._runs and self._runs[0][0] <= new_cursor:
             self._runs.popleft()
-        for seg in [s for s in self._sizes if s < new_cursor.segment and s != self._active]:
-            segment_path(self.root, seg).unlink(missing_ok=True)
+        doomed = [s for s in self._sizes if s < new_cursor.segment and s != self._active]
+        for seg in doomed:
             del self._sizes[seg]
         # Caught up with a large (or failing) active segment: start a new one so the old can go.
         active_size = self._sizes.get(self._active, 0)
@@ -297,16 +305,31 @@ class Spool:
             new_cursor == Position(self._active, active_size)
             and not self._writing
             and not self._pending
-            and (active_size >= min(self.segment_bytes, 1 << 20) or self._last_error is not None)
+            and (active_size >= min(self.segment_bytes, ROLL_WHEN_CAUGHT_UP_BYTES) or self._last_error is not None)
         ):
             os.close(self._fd)
             self._fd = -1
-            segment_path(self.root, self._active).unlink(missing_ok=True)
+            doomed.append(self._active)
             del self._sizes[self._active]
             self._active += 1
             self._open_segment(self._active)
             self._cursor = Position(self._active, 0)
-            self._cursor_file.write(self._cursor)
+        self._io.submit(self._persist_cursor, self._cursor, doomed)
+
+    def _persist_cursor(self, pos: Position, doomed: list[int]) -> None:
+        """On the I/O thread: make ``pos`` durable, then delete the segments wholly before it."""
+        assert self._cursor_file is not None
+        try:
+            self._cursor_file.write(pos)
+        except OSError:
+            log.exception("could not persist the spool cursor (a restart re-sends from the previous one)")
+            return
+        for seg in doomed:
+            segment_path(self.root, seg).unlink(missing_ok=True)
+
+    async def synced(self) -> None:
+        """Wait until the I/O thread has done everything queued so far (cursor writes, deletions)."""
+        await asyncio.get_running_loop().run_in_executor(self._io, lambda: None)
 
     # ---- observability -------------------------------------------------------------------------
     def stats(self) -> SpoolStats:
