@@ -113,14 +113,23 @@ def render_as_sent(value: Any) -> str:
 
 _SECONDS: dict[int, str] = {}  # epoch second -> "YYYY-MM-DDTHH:MM:SS" (bounded, see below)
 _SECONDS_MAX = 4096
+_FRACS = tuple(f".{i:03d}Z" for i in range(1000))  # millisecond suffixes, ".000Z" .. ".999Z"
+# The last (ms, result), as one tuple so that concurrent callers always read a matching pair.
+_last: tuple[int, str] = (0, "1970-01-01T00:00:00.000Z")
 
 
 def ms_to_iso(ms: int) -> str:
     """ISO-8601 UTC with milliseconds and ``Z`` (``2024-10-04T10:45:17.537Z``).
 
-    The second part is cached per epoch second (receive times and Splunk times cluster), so
-    this is one dict lookup and an f-string on a hit; the cache is dropped when it gets large.
+    Requests arriving in the same millisecond share a receive time, so the last result is kept.
+    Otherwise the second part is cached per epoch second (receive times and Splunk times
+    cluster), so this is one dict lookup and a concatenation on a hit; the cache is dropped when
+    it gets large.
     """
+    global _last
+    last = _last
+    if last[0] == ms and type(ms) is int:
+        return last[1]
     sec, frac = divmod(ms, 1000)
     s = _SECONDS.get(sec)
     if s is None:
@@ -133,4 +142,8 @@ def ms_to_iso(ms: int) -> str:
         if len(_SECONDS) >= _SECONDS_MAX:
             _SECONDS.clear()
         _SECONDS[sec] = s
-    return f"{s}.{frac:03d}Z"
+    if type(frac) is not int:  # outside the signature (a float ms): formatted, and failing, as before
+        return f"{s}.{frac:03d}Z"
+    iso = s + _FRACS[frac]
+    _last = (ms, iso)
+    return iso
