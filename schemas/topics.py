@@ -7,7 +7,7 @@ partitioning = by key (VIN / site id), so one vehicle's events stay in order per
 from __future__ import annotations
 
 from schemas.envelope import SCHEMA_VERSION, Envelope
-from schemas.event_types import EventType
+from schemas.event_types import EventType, SourceFormat
 
 __all__ = [
     "HEADER_NAMES",
@@ -33,6 +33,10 @@ HEADER_NAMES: tuple[str, ...] = (
 _SCHEMA_VERSION_B = str(SCHEMA_VERSION).encode()
 _ACCOUNT = b"account"
 _UNKNOWN = b"unknown"
+# The event_type / source_format header of each member, built once: Enum ``.value`` is a
+# Python-level property, and these two headers take a fixed set of values.
+_TYPE_HEADERS = {t: ("event_type", t.value.encode()) for t in EventType}
+_FORMAT_HEADERS = {f: ("source_format", f.value.encode()) for f in SourceFormat}
 
 
 def topic_for(type: EventType | str, prefix: str) -> str:
@@ -72,12 +76,14 @@ def key_for(env: Envelope) -> bytes:
 
 def headers_for(env: Envelope) -> list[tuple[str, bytes]]:
     """Record headers (all UTF-8 strings; ``vin`` empty when the envelope has none)."""
+    etype, fmt = env.type, env.source_format
     return [
-        ("event_type", env.type.value.encode()),
+        # (the table only for real members, so that anything else fails as it always did)
+        _TYPE_HEADERS[etype] if type(etype) is EventType else ("event_type", etype.value.encode()),
         ("event_id", env.event_id.encode()),
         ("vin", env.vin.encode() if env.vin is not None else b""),
         ("created_at", env.created_at.encode()),
         ("received_at", env.received_at.encode()),
-        ("source_format", env.source_format.value.encode()),
+        _FORMAT_HEADERS[fmt] if type(fmt) is SourceFormat else ("source_format", fmt.value.encode()),
         ("schema_version", _SCHEMA_VERSION_B),
     ]
