@@ -1,6 +1,6 @@
 """Telemetry (lake) worker throughput helpers.
 
-    python -m bench.lake prefill --kafka K --prefix P --events N --bodies BODY...   # N data events into <P>.data
+    python -m bench.lake prefill --kafka K --prefix P --events N --bodies BODY...   # N distinct data events into <P>.data
     python -m bench.lake raw --kafka K --prefix P --events N               # raw getmany loop (baseline)
 
 ``raw`` subscribes a fresh consumer group to the topics the telemetry worker reads, with the workers'
@@ -19,29 +19,48 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.forward import make_frames
+import orjson
+
+from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
-from ingest.spool.frame import decode_at
+from ingest.spool.frame import SpoolRecord
 from schemas import topics
+from schemas._time import ms_to_iso
+from schemas.parse import parse_body
 from tpipe import kafka_clients
 
 perf = time.perf_counter
 LAKE_TYPES = ("data", "state", "connectivity", "vehicle_data")
 
 
-async def prefill(settings: IngestSettings, frames: list[bytes]) -> dict:
+def distinct_records(bodies: list[bytes], events: int, vins: int, prefix: str) -> list[SpoolRecord]:
+    """N distinct events (every one its own event_id: the VIN and createdAt vary), as the forwarder
+    publishes them. A lake worker's throughput on redelivered duplicates would say little."""
+    builder = RecordBuilder(prefix, None)
+    base = [orjson.loads(b) for b in bodies]
+    t0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: one day partition for the whole run
+    now = int(time.time() * 1000)
+    out: list[SpoolRecord] = []
+    for i in range(events):
+        obj = dict(base[i % len(base)])
+        obj["vin"] = f"5YJ3BENCH{i % vins:08d}"
+        obj["createdAt"] = ms_to_iso(t0 + i * 10)
+        out.extend(builder.record(env)[0] for env in parse_body(orjson.dumps(obj), received_at_ms=now))
+    return out
+
+
+async def prefill(settings: IngestSettings, records: list[SpoolRecord]) -> dict:
     from ingest.forwarder import publish
 
     await kafka_clients.ensure_topics(settings, topics.all_topics(settings.topic_prefix))
     producer = kafka_clients.make_producer(settings, role="bench-prefill")
     await producer.start()
     try:
-        records = [decode_at(f, 0)[0] for f in frames]
         for i in range(0, len(records), 5000):
             await publish(producer, records[i : i + 5000])
     finally:
         await producer.stop()
-    return {"produced": len(frames)}
+    return {"produced": len(records), "distinct_event_ids": len({dict(r.headers)["event_id"] for r in records})}
 
 
 async def raw(settings: IngestSettings, events: int, timeout_s: float) -> dict:
@@ -79,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     if a.mode == "prefill":
-        frames = make_frames([Path(p).read_bytes() for p in a.bodies], a.events, a.vins, a.prefix)
-        res = uvloop.run(prefill(settings, frames))
+        records = distinct_records([Path(p).read_bytes() for p in a.bodies], a.events, a.vins, a.prefix)
+        res = uvloop.run(prefill(settings, records))
     else:
         res = uvloop.run(raw(settings, a.events, a.timeout))
     sys.stdout.write(json.dumps(res) + "\n")
