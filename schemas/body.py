@@ -7,6 +7,8 @@ the same rule before normalising, so a body the receiver accepted always parses.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -14,10 +16,47 @@ import orjson
 from schemas.errors import BodyError
 
 
+def _jtype(x: Any) -> str:
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return "boolean"
+    if isinstance(x, int | float):
+        return "number"
+    if isinstance(x, str):
+        return "string"
+    if isinstance(x, list):
+        return "array"
+    return "object"
+
+
+_WS = re.compile(r"\s*")
+_DECODER = json.JSONDecoder()
+
+
+def _split_concatenated(body: bytes | bytearray | memoryview | str) -> list[Any] | None:
+    """``{...}\\n{...}`` (Splunk HEC batching): the decoded objects, or None if not that shape."""
+    try:
+        text = body if isinstance(body, str) else bytes(body).decode()
+    except UnicodeDecodeError:
+        return None
+    docs: list[Any] = []
+    i, n = 0, len(text)
+    while True:
+        i = _WS.match(text, i).end()  # type: ignore[union-attr]  # \s* always matches
+        if i >= n:
+            break
+        try:
+            _, end = _DECODER.raw_decode(text, i)
+            docs.append(orjson.loads(text[i:end]))
+        except ValueError:  # json.JSONDecodeError and orjson.JSONDecodeError both are
+            return None
+        i = end
+    return docs if len(docs) > 1 else None
+
+
 def decode_body(body: bytes | bytearray | memoryview | str) -> dict[str, Any] | list[dict[str, Any]]:
     """The decoded document; raises ``BodyError`` (with ``.reason``) for anything not acceptable."""
-    from schemas.parse import _jtype, _split_concatenated
-
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
