@@ -87,7 +87,8 @@ async def run_forwarder(
         return producer
 
     builder = RecordBuilder(settings.topic_prefix, validate_event)
-    fw = Forwarder(spool, factory, builder, batch_events=settings.forward_batch_events)
+    fw = Forwarder(spool, factory, builder, batch_events=settings.forward_batch_events,
+                   max_inflight=settings.forward_inflight_chunks)
     prof = None
     if profile:
         import cProfile

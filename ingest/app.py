@@ -113,7 +113,7 @@ class Receiver:
                 self.forwarder = ForwarderProcess(s, self.spool)
             else:
                 self.forwarder = Forwarder(
-                    self.spool, producer_factory(s), self.builder, batch_events=s.forward_batch_events
+                    self.spool, producer_factory(s), self.builder, batch_events=s.forward_batch_events, max_inflight=s.forward_inflight_chunks
                 )
             self._tasks.append(loop.create_task(self.forwarder.run(), name="forwarder"))
         else:

@@ -132,7 +132,7 @@ async def _main() -> int:
     )
     fw = ChildForwarder(
         view, producer_factory(settings), RecordBuilder(settings.topic_prefix, validator),
-        batch_events=settings.forward_batch_events,
+        batch_events=settings.forward_batch_events, max_inflight=settings.forward_inflight_chunks,
     )
     fw.reports = reports
     gc.collect()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -35,8 +37,12 @@ ProducerFactory = Callable[[], Awaitable[AIOKafkaProducer]]
 BATCH_MIN_RECORDS = 16  # below this, per-record send() (lets concurrent small publishers share a linger batch)
 
 
-async def publish(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> None:
-    """Send every record and wait for all acknowledgements; raises the first failure.
+async def submit(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> list[asyncio.Future[object]]:
+    """Hand every record to the producer, in spool order; returns the acknowledgement futures.
+
+    Returns once all records are in aiokafka's accumulator (not acknowledged), so the caller can
+    prepare the next chunk while this one is in flight; submitting chunks one after the other keeps
+    each partition's records in spool order.
 
     Large chunks go through aiokafka's batch API: records are appended, in spool order, to one
     ``create_batch()`` builder per topic-partition (a new one when it fills up) and each partition's
@@ -46,15 +52,10 @@ async def publish(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> Non
     wait, size estimate, pure-Python murmur2 per record, one future per record).
     """
     if len(records) < BATCH_MIN_RECORDS:
-        sent = [
+        return [
             await producer.send(r.topic, r.value, key=r.key, headers=r.headers, timestamp_ms=r.timestamp_ms)
             for r in records
         ]
-        results = await asyncio.gather(*sent, return_exceptions=True)
-        for res in results:
-            if isinstance(res, BaseException):
-                raise res
-        return
 
     partition_of = producer._partition  # the exact rule send() applies
     cache_keys = isinstance(producer._partitioner, DefaultPartitioner)  # deterministic per key
@@ -80,18 +81,37 @@ async def publish(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> Non
 
     futures: list[asyncio.Future[object]] = []
 
-    async def submit(topic: str, partition: int, chain: list[BatchBuilder]) -> None:
+    async def submit_chain(topic: str, partition: int, chain: list[BatchBuilder]) -> None:
         for b in chain:  # in order: send_batch waits for the partition's previous batch to be drained
             b.close()
             futures.append(await producer.send_batch(b, topic, partition=partition))
 
     submitted = await asyncio.gather(
-        *(submit(t, p, chain) for (t, p), chain in builders.items()), return_exceptions=True
+        *(submit_chain(t, p, chain) for (t, p), chain in builders.items()), return_exceptions=True
     )
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    for res in (*submitted, *results):
+    for res in submitted:
+        if isinstance(res, BaseException):
+            _settle(futures)
+            raise res
+    return futures
+
+
+async def acknowledged(futures: list[asyncio.Future[object]]) -> None:
+    """Wait for every acknowledgement; raises the first failure."""
+    for res in await asyncio.gather(*futures, return_exceptions=True):
         if isinstance(res, BaseException):
             raise res
+
+
+def _settle(futures: list[asyncio.Future[object]]) -> None:
+    """Abandoned acknowledgements: retrieve their outcome later so none is reported as unhandled."""
+    if futures:
+        asyncio.ensure_future(asyncio.gather(*futures, return_exceptions=True))
+
+
+async def publish(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> None:
+    """Send every record and wait for all acknowledgements; raises the first failure."""
+    await acknowledged(await submit(producer, records))
 
 
 def _event_ids(records: list[SpoolRecord]) -> list[str]:
@@ -165,6 +185,19 @@ def producer_factory(settings: IngestSettings) -> ProducerFactory:
     return start
 
 
+@dataclass(slots=True)
+class _Chunk:
+    """One chunk read from the spool and submitted to the producer, awaiting its acknowledgements."""
+
+    end: Position  # spool position after its last frame
+    spool_records: int  # frames it covers (webhook bodies)
+    out: list[SpoolRecord]  # the Kafka records built from them
+    counts: TypeCounts
+    spooled_at_ms: int | None  # of its first frame
+    futures: list[asyncio.Future[object]]
+    started: float  # monotonic, when it was read
+
+
 class Forwarder:
     def __init__(
         self,
@@ -173,6 +206,7 @@ class Forwarder:
         builder: RecordBuilder,
         *,
         batch_events: int = 5000,
+        max_inflight: int = 3,
         max_backoff_s: float = 5.0,
     ) -> None:
         self.spool = spool
@@ -180,6 +214,7 @@ class Forwarder:
         self._factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
         self.batch_events = batch_events
+        self.max_inflight = max(1, max_inflight)
         self.max_backoff_s = max_backoff_s
         self.broker_up = False
         self.last_error: str | None = None
@@ -216,45 +251,84 @@ class Forwarder:
         self.spool.committed.set()
 
     async def run(self) -> None:
+        """Forward until ``stop()``: up to ``max_inflight`` chunks in flight, acknowledged in order.
+
+        While Kafka acknowledges one chunk the next is read, parsed and submitted. The cursor only
+        moves past a chunk once it and every chunk before it were acknowledged. On a failure the
+        chunks in flight are abandoned and forwarding restarts from the cursor (re-sending: same ids).
+        """
         backoff = 0.1
+        inflight: deque[_Chunk] = deque()
+        pos = self.spool.cursor
         while not self._stop.is_set():
-            self.spool.committed.clear()
-            records, end = self.spool.read(self.spool.cursor, max_records=self.batch_events)
-            if not records:
-                if end != self.spool.cursor:  # stepped over a finished segment
-                    self.spool.advance(end, 0)
+            while inflight and all(f.done() for f in inflight[0].futures):
+                if not self._complete(inflight.popleft()):
+                    break
+            if len(inflight) < self.max_inflight:
+                self.spool.committed.clear()
+                records, end = self.spool.read(pos, max_records=self.batch_events)
+                if records or end != pos:
+                    started = time.monotonic()
+                    counts: TypeCounts = {}
+                    try:
+                        out = expand_raw(records, self.builder, counts)
+                        futures = await submit(await self._ensure_producer(), out) if out else []
+                    except (TimeoutError, KafkaError, OSError) as exc:
+                        pos, backoff = await self._failed(exc, inflight, backoff)
+                        continue
+                    inflight.append(_Chunk(end, len(records), out, counts,
+                                           records[0].spooled_at_ms if records else None, futures, started))
+                    pos = end
+                    continue
+            if not inflight:
+                self._publish_started = None
                 self._idle.set()
                 await self.spool.committed.wait()
                 continue
             self._idle.clear()
-            self._publish_started = time.monotonic()
-            counts: TypeCounts = {}
+            head = inflight[0]
+            self._publish_started = head.started
             try:
-                out = expand_raw(records, self.builder, counts)
-                producer = await self._ensure_producer()
-                await publish(producer, out)
+                await acknowledged(head.futures)
             except (TimeoutError, KafkaError, OSError) as exc:
-                self._publish_started = None
-                self._mark_down(exc)
-                try:
-                    await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
-                backoff = min(backoff * 2, self.max_backoff_s)
+                pos, backoff = await self._failed(exc, inflight, backoff)
                 continue
-            self._publish_started = None
             backoff = 0.1
-            if not self.broker_up:
-                log.info("kafka reachable, forwarding", extra={"cursor": [self.spool.cursor.segment, self.spool.cursor.offset]})
-            self.broker_up, self.last_error = True, None
-            self.forwarded += len(out)
-            latency = max(0.0, time.time() - records[0].spooled_at_ms / 1000)
-            self.report_forwarded(len(out), counts, latency)  # first: metrics are current once drained
-            self.spool.advance(end, len(records))
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("forwarded", extra={"records": len(out), "spool_records": len(records),
-                                              "event_ids": _event_ids(out)})
+        for chunk in inflight:
+            _settle(chunk.futures)
+        self._publish_started = None
         self._idle.set()
+
+    def _complete(self, chunk: _Chunk) -> bool:
+        """The head chunk is acknowledged: report it and move the cursor. False if it failed."""
+        for f in chunk.futures:
+            if f.exception() is not None:
+                return False
+        if chunk.out:
+            if not self.broker_up:
+                log.info("kafka reachable, forwarding", extra={"cursor": [chunk.end.segment, chunk.end.offset]})
+            self.broker_up, self.last_error = True, None
+            self.forwarded += len(chunk.out)
+            latency = max(0.0, time.time() - (chunk.spooled_at_ms or 0) / 1000)
+            self.report_forwarded(len(chunk.out), chunk.counts, latency)  # first: metrics are current once drained
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("forwarded", extra={"records": len(chunk.out), "spool_records": chunk.spool_records,
+                                              "event_ids": _event_ids(chunk.out)})
+        self.spool.advance(chunk.end, chunk.spool_records)
+        return True
+
+    async def _failed(self, exc: BaseException, inflight: deque[_Chunk], backoff: float) -> tuple[Position, float]:
+        """Drop the pipeline, wait ``backoff``, and restart from the durable cursor."""
+        for chunk in inflight:
+            _settle(chunk.futures)
+        inflight.clear()
+        self._publish_started = None
+        self._mark_down(exc)
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+        except TimeoutError:
+            pass
+        return self.spool.cursor, min(backoff * 2, self.max_backoff_s)
 
     def report_forwarded(self, events: int, counts: TypeCounts, latency_s: float) -> None:
         """Kafka took a chunk: ``events`` records, ``counts`` per type, oldest one spooled ``latency_s`` ago."""

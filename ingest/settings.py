@@ -43,6 +43,9 @@ class IngestSettings(KafkaSettings):
     forward_batch_events: int = Field(
         1000, description="events read from the spool per Kafka round trip (each chunk is read and encoded without yielding)"
     )
+    forward_inflight_chunks: int = Field(
+        3, ge=1, description="chunks submitted to Kafka before the oldest is acknowledged (the next is parsed meanwhile)"
+    )
     max_body_bytes: int = Field(1 << 20, description="larger bodies get 413")
     validate_events: bool = Field(True, description="validate each event against its JSON Schema (invalid ones go to the DLQ)")
     drain_timeout_s: float = Field(15.0, description="on SIGTERM, time allowed to forward the spool before exit")
