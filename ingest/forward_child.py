@@ -117,6 +117,8 @@ async def _main() -> int:
         from ingest.forward_process import parse_cpus
 
         os.sched_setaffinity(0, parse_cpus(settings.forwarder_cpus))
+    if settings.forwarder_nice:
+        os.nice(settings.forwarder_nice)
     validator = None
     if settings.validate_events:
         from schemas.validate import compile_all, validate_event

@@ -40,6 +40,11 @@ class IngestSettings(KafkaSettings):
     forwarder_cpus: str | None = Field(
         None, description="CPU list for the forwarder process, e.g. '1' or '2-3' (default: the receiver's)"
     )
+    forwarder_nice: int = Field(
+        10, ge=0, le=19,
+        description="CPU niceness added to the forwarder process: on a shared core the request path (and the "
+        "rest of the host) preempts it; it catches up on spare CPU",
+    )
     forward_batch_events: int = Field(
         1000, description="events read from the spool per Kafka round trip (each chunk is read and encoded without yielding)"
     )

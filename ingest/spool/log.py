@@ -1,8 +1,11 @@
 """The durable spool: an append-only, checksummed, segmented log with group commit.
 
 Requests call ``await spool.append(frames)``; it returns once those bytes are written **and fsync'd**.
-Appends that arrive while a write+fsync is in progress are gathered and committed together by the
-next one (group commit), so one fsync serves many requests. The forwarder reads committed frames
+The commit task runs once the event loop has handled everything that was ready, so all requests
+read in that pass share one write+fdatasync (group commit), and requests that arrive during it share
+the next. The write+fdatasync runs on the event loop thread itself: every waiting request needs it
+before it can be answered, and handing it to a thread cost ~30 us of CPU per commit in GIL and
+wake-up hand-offs (measured: 95 -> 66 us per request at the receiver's max rate). The forwarder reads committed frames
 from disk (``read``), publishes them, and then ``advance``s the durable cursor; fully forwarded
 segments are deleted. Nothing but this sits between a webhook request and its 202.
 """
@@ -196,7 +199,6 @@ class Spool:
         await fut
 
     async def _commit_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -209,13 +211,15 @@ class Spool:
             data = b"".join(self._pending)
             waiters, count = self._waiters, self._pending_count
             self._pending, self._waiters, self._pending_bytes, self._pending_count = [], [], 0, 0
+            if self._last_error is not None:
+                await self.synced()  # after a failed write (disk full): let queued deletions free space first
             started = time.perf_counter()
             try:
                 if self._sizes[self._active] > 0 and self._sizes[self._active] + len(data) > self.segment_bytes:
                     self._active += 1
                     self._open_segment(self._active)
                 self._writing = True
-                await loop.run_in_executor(self._io, self._write_durably, data)
+                self._write_durably(data)
             except OSError as exc:
                 self._writing = False
                 self._last_error = f"{type(exc).__name__}: {exc}"
@@ -247,7 +251,7 @@ class Spool:
                 listener(self._active, self._sizes[self._active])
 
     def _write_durably(self, data: bytes) -> None:
-        """Runs on the spool's I/O thread: append, fdatasync; undo a partial write on failure."""
+        """Append, fdatasync; undo a partial write on failure."""
         fd = self._fd
         before = os.fstat(fd).st_size
         try:
