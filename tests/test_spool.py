@@ -168,3 +168,25 @@ def test_frame_roundtrip_and_resync() -> None:
     assert frame.next_valid(bytes(broken), 0) == len(frames[0])
     with pytest.raises(frame.Incomplete):
         frame.decode_at(buf[:-1], 2 * len(frames[0]))
+
+
+async def test_preallocated_zero_tail_is_the_clean_end_after_a_crash(tmp_path: Path) -> None:
+    spool = await _open(tmp_path, segment_bytes=1 << 20)
+    for i in range(50):
+        await spool.append([_frame(i)])
+    await spool.synced()  # the zero-fill ran on the I/O thread
+    (seg,) = list_segments(tmp_path)
+    written = sum(len(_frame(i)) for i in range(50))
+    path = tmp_path / f"{seg:020d}.seg"
+    assert path.stat().st_size > written, "space ahead of the writes is already allocated (zeros)"
+    assert path.read_bytes()[written:].count(0) == path.stat().st_size - written
+    # crash: no close; a new receiver recovers the same directory
+    again = Spool(tmp_path, max_bytes=1 << 30, segment_bytes=1 << 20)
+    rep = again.open()
+    assert rep.damaged_bytes == 0 and not (tmp_path / "corrupt").exists(), "zeros are not damage"
+    assert rep.pending_events == 50 and rep.segments[seg] == written
+    assert path.stat().st_size == written, "the zero tail is cut at recovery"
+    again.start()
+    assert _values(_read_all(again)[0]) == list(range(50))
+    await again.close()
+    await spool.close()

@@ -1,6 +1,8 @@
 """Spool recovery at start: keep every valid frame, move damaged bytes aside and report them.
 
-A crash can leave a torn frame at the end of the last segment; a disk can flip bits anywhere. Every
+A crash can leave a torn frame at the end of the last segment; a disk can flip bits anywhere. A
+zero-filled tail is preallocated space (``Spool`` zero-fills ahead of its writes): it is the clean
+end of the segment, truncated away, not damage. Every
 unforwarded byte is checked against its frame CRC. Damaged ranges are copied to ``corrupt/`` with a
 line in ``corrupt/report.jsonl`` (never silently dropped); the torn tail of a segment is truncated so
 the good prefix stays readable. The forwarder skips the same ranges with the same rule
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +71,14 @@ def _quarantine(root: Path, seg: int, start: int, data: bytes, reason: str) -> D
     return DamagedRange(seg, start, start + len(data), str(qdir / name))
 
 
+_NONZERO = re.compile(rb"[^\x00]")
+
+
+def _content_end(data: bytes) -> int:
+    """Length without the trailing zeros (preallocated, never written)."""
+    return len(data.rstrip(b"\0"))
+
+
 def recover(root: Path) -> RecoveryReport:
     root.mkdir(parents=True, exist_ok=True)
     cursor, _ = read_cursor(root)
@@ -84,19 +95,27 @@ def recover(root: Path) -> RecoveryReport:
         first_ms: int | None = None
         count = 0
         truncate_at: int | None = None
+        clean_end = off  # after the last good frame: where a zero (preallocated) tail may start
         while off < len(data):
+            if data[off] == 0:  # zeros: preallocated space, never a frame (frames start with the magic)
+                nonzero = _NONZERO.search(data, off)
+                if nonzero is None:  # the clean end of what was written
+                    truncate_at = clean_end
+                    break
+                off = nonzero.start()
             try:
                 rec, nxt = frame.decode_at(data, off)
             except (frame.Corrupt, frame.Incomplete) as exc:
                 good = frame.next_valid(data, off)
-                end = good if good is not None else len(data)
+                end = good if good is not None else _content_end(data)
                 reason = "torn frame at end of segment" if isinstance(exc, frame.Incomplete) else "bad checksum or header"
-                report.damaged.append(_quarantine(root, seg, off, data[off:end], reason))
+                report.damaged.append(_quarantine(root, seg, off, data[off:max(end, off + 1)], reason))
                 if good is None:
-                    truncate_at = off
+                    truncate_at = clean_end
                     break
                 off = good
                 continue
+            clean_end = nxt
             if first_ms is None:
                 first_ms = rec.spooled_at_ms
             count += 1
