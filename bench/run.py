@@ -514,7 +514,9 @@ class Bench:
 
     def phase_outage(self) -> None:
         a = self.a
-        rcv = self.receiver("outage")
+        # room for the whole outage's backlog (~1.7 KB per body), so the phase measures memory, not spool-full 503s
+        backlog_bytes = int((self.max_rps or 20000) / 2 * (a.outage + 30) * 1700 * 1.5)
+        rcv = self.receiver("outage", "--spool-max-bytes", str(max(1 << 30, backlog_bytes)))
         if self.max_rps is None:
             run_wrk(rcv.url, a.warmup, self.bodies)
             self.max_rps = run_wrk(rcv.url, a.window, self.bodies)["req_per_s"]
