@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from ingest.forwarder import record_down_metrics, record_forwarded_metrics
+from ingest.forwarder import record_down_metrics, record_forwarded_metrics, wait_forwarded
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
 from ingest.spool.log import Spool
@@ -170,15 +170,7 @@ class ForwarderProcess:
     # ---- shutdown --------------------------------------------------------------------------------
     async def drain(self, timeout_s: float) -> bool:
         """Wait until the spool is fully forwarded or ``timeout_s`` passes; True if drained."""
-        deadline = time.monotonic() + timeout_s
-        while self.spool.has_unforwarded():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._advanced.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), timeout=min(remaining, 0.5))
-        return True
+        return await wait_forwarded(self.spool.has_unforwarded, self._advanced, timeout_s)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Stop the child: EOF on its stdin, then it finishes its chunk and exits (killed after ``timeout_s``)."""

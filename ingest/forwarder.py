@@ -10,6 +10,7 @@ to deduplicate on — never a loss.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -122,6 +123,27 @@ def _event_ids(records: list[SpoolRecord]) -> list[str]:
                 ids.append(value.decode())
                 break
     return ids
+
+
+async def wait_forwarded(
+    has_unforwarded: Callable[[], bool],
+    progress: asyncio.Event,
+    timeout_s: float,
+    nudge: Callable[[], None] | None = None,
+) -> bool:
+    """Wait (re-checking whenever ``progress`` is set, at least every 0.5 s) until nothing is left
+    unforwarded or ``timeout_s`` passes; True if drained. ``nudge`` wakes an idle forwarder loop."""
+    deadline = time.monotonic() + timeout_s
+    while has_unforwarded():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        progress.clear()
+        if nudge is not None:
+            nudge()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(progress.wait(), timeout=min(remaining, 0.5))
+    return True
 
 
 class SpoolSource(Protocol):
@@ -347,20 +369,7 @@ class Forwarder:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until the spool is fully forwarded or ``timeout_s`` passes; True if drained."""
-        deadline = time.monotonic() + timeout_s
-        while self.spool.has_unforwarded():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self.spool.committed.set()  # wake the loop in case it waits
-            try:
-                await asyncio.wait_for(self._idle.wait(), timeout=min(remaining, 0.5))
-            except TimeoutError:
-                pass
-            if self.spool.has_unforwarded():
-                self._idle.clear()
-                await asyncio.sleep(0)
-        return True
+        return await wait_forwarded(self.spool.has_unforwarded, self._idle, timeout_s, nudge=self.spool.committed.set)
 
     async def close(self) -> None:
         self.stop()
