@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from importlib.resources import files
 from typing import Any, NamedTuple
 
@@ -72,6 +73,8 @@ def _load() -> dict[str, FieldSpec]:
 #: Field name -> spec, for every known field (proto fields + newer Teslemetry names).
 FIELDS: dict[str, FieldSpec] = _load()
 _KIND: dict[str, str] = {name: spec.kind for name, spec in FIELDS.items()}
+#: Field name -> catalog kind (read-only use: ``field_kind`` without the call, for hot loops).
+FIELD_KINDS: Mapping[str, str] = _KIND
 
 
 def field_kind(field: str) -> str | None:

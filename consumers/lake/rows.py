@@ -1,4 +1,6 @@
-"""Envelope -> lake rows (pure: no I/O). One function per table, each returns a list of row dicts.
+"""Envelope -> lake rows (pure: no I/O). One ``Shape`` per table: which columns hold one value per
+event, which one per row, and the builder giving both as tuples (``consumers.lake.columns`` buffers
+them column-wise; ``Shape.dicts`` gives them as row dicts).
 
 Besides the typed columns analysts query, every row keeps what a lake replay needs to give the
 payload back exactly (so a receiver recomputes the same ``event_id`` from it):
@@ -20,13 +22,14 @@ A ``data`` event with an empty ``data`` object becomes one ``telemetry`` row wit
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from consumers.runtime import PoisonRecordError, WorkerRecord
-from schemas.fields import TypedValue, coerce_value
+from schemas.fields import FIELD_KINDS, TypedValue, coerce_value
 
 Row = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -106,47 +109,104 @@ def _raw_unless_typed_tv(value: Any, tv: TypedValue) -> str | None:
     return _raw_unless_typed(value, tv._asdict())
 
 
-def _common(rec: WorkerRecord) -> Row:
+#: Columns every table has, one value per event (``_common``'s order).
+EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id", "vin", "created_at", "received_at", "is_cache",
+    "kafka_topic", "kafka_partition", "kafka_offset", "created_at_text", "source_format",
+)
+#: Index of ``kafka_topic`` / ``kafka_partition`` / ``kafka_offset`` in an event tuple.
+TOPIC_AT, PARTITION_AT, OFFSET_AT = 5, 6, 7
+
+EventValues = tuple[Any, ...]
+RowValues = tuple[Any, ...]
+#: A builder's answer: the event's values (``Shape.event_columns`` order) and either its rows'
+#: values (``Shape.row_columns`` order, one tuple per row) or None for exactly one row.
+Built = tuple[EventValues, list[RowValues] | None]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How one table's rows come out of a record: columns with one value per event, columns with
+    one value per row (empty: one row per event), and the builder. Builders raise (a poison record)
+    before returning anything, so a buffer never holds part of an event."""
+
+    event_columns: tuple[str, ...]
+    row_columns: tuple[str, ...]
+    build: Callable[[WorkerRecord], Built]
+
+    def dicts(self, rec: WorkerRecord) -> list[Row]:
+        """The rows of ``rec`` as dicts (column -> value)."""
+        ev, rows = self.build(rec)
+        base = dict(zip(self.event_columns, ev, strict=True))
+        if rows is None:
+            return [base]
+        return [{**base, **dict(zip(self.row_columns, r, strict=True))} for r in rows]
+
+
+def _common(rec: WorkerRecord) -> EventValues:
     env = rec.envelope
-    return {
-        "event_id": env.event_id,
-        "vin": env.vin,
-        "created_at": iso_to_us(env.created_at, env.created_at_ms),
-        "received_at": env.received_at_ms * 1000,
-        "is_cache": bool(env.payload.get("isCache")) if "isCache" in env.payload else None,
-        "kafka_topic": rec.topic,
-        "kafka_partition": rec.partition,
-        "kafka_offset": rec.offset,
-        "created_at_text": env.created_at,
-        "source_format": str(env.source_format),
-    }
+    p = env.payload
+    return (
+        env.event_id,
+        env.vin,
+        iso_to_us(env.created_at, env.created_at_ms),
+        env.received_at_ms * 1000,
+        bool(p.get("isCache")) if "isCache" in p else None,
+        rec.topic,
+        rec.partition,
+        rec.offset,
+        env.created_at,
+        str(env.source_format),
+    )
 
 
-_NO_VALUE: Row = TypedValue()._asdict()
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+# kinds whose coercion is by JSON type alone (None: a field the catalog does not know)
+_BY_TYPE = frozenset({"any", "enum", "string", "json", None})
+_LONG_KINDS = frozenset({"long", "epoch_s"})
+_EMPTY_DATA_ROW: RowValues = (None,) * 9
 
 
-def telemetry_rows(rec: WorkerRecord) -> list[Row]:
+def _telemetry(rec: WorkerRecord) -> Built:
     """One row per field of a ``data`` event (null values kept as all-null value columns); an empty
-    ``data`` object gives one row with ``field`` NULL, so the event is kept."""
+    ``data`` object gives one row with ``field`` NULL, so the event is kept.
+
+    The common value shapes (a float, bool, string or in-range int the catalog kind takes as it is)
+    are written out here; they are exactly what ``coerce_value`` + ``_raw_unless_typed_tv`` give
+    them (tests/test_lake_rows.py checks both ways agree). Everything else goes through those two."""
     payload = rec.envelope.payload
     data = payload.get("data")
     if not isinstance(data, dict):
         raise PoisonRecordError(f"data event without a data object (got {type(data).__name__})")
-    base = _common(rec)
-    base["payload_rest"] = _json({k: v for k, v in payload.items() if k != "data"})
+    ev = (*_common(rec), _json({k: v for k, v in payload.items() if k != "data"}))
     if not data:
-        return [{**base, "field": None, **_NO_VALUE, "value_raw": None}]
-    out: list[Row] = []
+        return ev, [_EMPTY_DATA_ROW]
+    kind_of = FIELD_KINDS.get
+    by_type = _BY_TYPE
+    out: list[RowValues] = []
+    append = out.append
     for field, value in data.items():
-        name = str(field)
+        name = field if type(field) is str else str(field)
+        t = type(value)
+        kind = kind_of(name)
+        if t is float:
+            if kind == "double" or kind in by_type:
+                append((name, value, None, None, None, None, None, None, None))
+                continue
+        elif t is bool:
+            if kind == "bool" or kind in by_type:
+                append((name, None, None, value, None, None, None, None, None))
+                continue
+        elif t is str:
+            if kind in by_type:
+                append((name, None, None, None, value, None, None, None, None))
+                continue
+        elif t is int and (kind in _LONG_KINDS or kind in by_type) and _I64_MIN <= value <= _I64_MAX:
+            append((name, None, value, None, None, None, None, None, None))
+            continue
         tv = coerce_value(name, value)
-        row = base.copy()
-        row["field"] = name
-        (row["value_double"], row["value_long"], row["value_bool"], row["value_string"],
-         row["latitude"], row["longitude"], row["value_json"]) = tv
-        row["value_raw"] = _raw_unless_typed_tv(value, tv)
-        out.append(row)
-    return out
+        append((name, *tv, _raw_unless_typed_tv(value, tv)))
+    return ev, out
 
 
 def _str_or_none(v: Any) -> str | None:
@@ -155,38 +215,53 @@ def _str_or_none(v: Any) -> str | None:
     return v if isinstance(v, str) else orjson.dumps(v).decode()
 
 
-def vehicle_state_rows(rec: WorkerRecord) -> list[Row]:
+def _vehicle_state(rec: WorkerRecord) -> Built:
     """``state`` -> kind 'state' + state; ``connectivity`` -> network_interface + status."""
     p = rec.envelope.payload
     kind = str(rec.envelope.type)
-    row = _common(rec)
-    row.update(kind=kind, state=None, network_interface=None, status=None)
+    state = network_interface = status = None
     if kind == "state":
         if "state" not in p:
             raise PoisonRecordError("state event without a state")
-        row["state"] = _str_or_none(p.get("state"))
+        state = _str_or_none(p.get("state"))
     elif kind == "connectivity":
-        row["network_interface"] = _str_or_none(p.get("networkInterface"))
-        row["status"] = _str_or_none(p.get("status"))
+        network_interface = _str_or_none(p.get("networkInterface"))
+        status = _str_or_none(p.get("status"))
     else:
         raise PoisonRecordError(f"not a vehicle_state event: {kind}")
-    row["payload_json"] = _json(p)
-    return [row]
+    return (*_common(rec), kind, state, network_interface, status, _json(p)), None
 
 
-def vehicle_data_rows(rec: WorkerRecord) -> list[Row]:
+def _vehicle_data(rec: WorkerRecord) -> Built:
     """The ``vehicle_data`` object as JSON text (sorted keys)."""
     p = rec.envelope.payload
     if "vehicle_data" not in p:
         raise PoisonRecordError("vehicle_data event without vehicle_data")
-    row = _common(rec)
-    row["json"] = orjson.dumps(p["vehicle_data"], option=orjson.OPT_SORT_KEYS).decode()
-    row["payload_rest"] = _json({k: v for k, v in p.items() if k != "vehicle_data"})
-    return [row]
+    vd = orjson.dumps(p["vehicle_data"], option=orjson.OPT_SORT_KEYS).decode()
+    return (*_common(rec), vd, _json({k: v for k, v in p.items() if k != "vehicle_data"})), None
 
 
-ROW_BUILDERS: dict[str, Callable[[WorkerRecord], list[Row]]] = {
-    "telemetry": telemetry_rows,
-    "vehicle_state": vehicle_state_rows,
-    "vehicle_data": vehicle_data_rows,
+SHAPES: dict[str, Shape] = {
+    "telemetry": Shape(
+        (*EVENT_COLUMNS, "payload_rest"),
+        ("field", "value_double", "value_long", "value_bool", "value_string",
+         "latitude", "longitude", "value_json", "value_raw"),
+        _telemetry,
+    ),
+    "vehicle_state": Shape(
+        (*EVENT_COLUMNS, "kind", "state", "network_interface", "status", "payload_json"), (), _vehicle_state
+    ),
+    "vehicle_data": Shape((*EVENT_COLUMNS, "json", "payload_rest"), (), _vehicle_data),
 }
+
+
+def telemetry_rows(rec: WorkerRecord) -> list[Row]:
+    return SHAPES["telemetry"].dicts(rec)
+
+
+def vehicle_state_rows(rec: WorkerRecord) -> list[Row]:
+    return SHAPES["vehicle_state"].dicts(rec)
+
+
+def vehicle_data_rows(rec: WorkerRecord) -> list[Row]:
+    return SHAPES["vehicle_data"].dicts(rec)

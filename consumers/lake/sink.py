@@ -41,7 +41,8 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
 
-from consumers.lake.rows import ROW_BUILDERS, Row
+from consumers.lake.columns import ColumnBuffer
+from consumers.lake.rows import PARTITION_AT, SHAPES, TOPIC_AT
 from consumers.lake.tables import TableDef
 from consumers.runtime import Failure, Offsets, RetryableError, WorkerRecord
 
@@ -158,8 +159,7 @@ class TableSink:
         self.commit_interval_s = commit_interval_s
         self.commit_attempts = commit_attempts
         self.index = DayIndex(dedup_days)
-        self._build = ROW_BUILDERS[tdef.name]
-        self.rows: list[Row] = []
+        self.buffer = ColumnBuffer(SHAPES[tdef.name])
         self._pending: dict[str, int] = {}  # event_id -> day, not yet committed
         self.offsets: Offsets = {}  # handled next offsets of this table's partitions
         self.durable: Offsets = {}  # next offsets stored in the table
@@ -174,6 +174,7 @@ class TableSink:
         pending = self._pending
         last_day: int | None = None
         ids: set[str] = set()
+        buffer = self.buffer
         for rec in records:
             env = rec.envelope
             # == rows.iso_to_us(created_at, created_at_ms) // _DAY_US (whose ms are always created_at_ms)
@@ -192,12 +193,12 @@ class TableSink:
                 dups += 1
                 continue
             try:
-                rows = self._build(rec)
+                buffer.add(rec)
             except Exception as exc:  # a record the lake cannot represent: dead-letter it
                 failures.append(Failure.from_exception(rec, exc))
                 continue
-            self.rows.extend(rows)
-            self._pending[eid] = day
+            pending[eid] = day
+        if pending:
             self._touch()
         return failures, dups
 
@@ -216,15 +217,14 @@ class TableSink:
     def due(self, force: bool) -> bool:
         if self._dirty_since is None:
             return False
-        if force or len(self.rows) >= self.commit_rows:
+        if force or len(self.buffer) >= self.commit_rows:
             return True
         return time.monotonic() - self._dirty_since >= self.commit_interval_s
 
     # --- commit ------------------------------------------------------------------------------
-    def _arrow(self, rows: list[Row]) -> pa.Table:
+    def _arrow(self) -> pa.Table:
         # the table's own schema (its field ids), which may hold columns added by a newer version
-        tbl = pa.Table.from_pylist(rows, schema=self.table.schema().as_arrow())
-        return tbl.sort_by([("vin", "ascending"), ("created_at", "ascending")]) if len(rows) > 1 else tbl
+        return self.buffer.to_arrow(self.table.schema().as_arrow(), sort_by=("vin", "created_at"))
 
     def flush(self) -> int:
         """Commit the buffer with its offsets. Returns rows committed; raises ``RetryableError``."""
@@ -234,21 +234,18 @@ class TableSink:
         last_exc: Exception | None = None
         for attempt in range(self.commit_attempts):
             stored = stored_offsets(self.table, self.group_id, self.offsets)
-            rows = [
-                r for r in self.rows
-                if r["kafka_offset"] >= stored.get(TopicPartition(r["kafka_topic"], r["kafka_partition"]), -1)
-            ]
+            floor = {(tp.topic, tp.partition): off for tp, off in stored.items()}
+            dropped = self.buffer.drop_below(floor)
+            if dropped:
+                log.warning("dropping rows another writer already committed",
+                            extra={"table": self.tdef.name, "dropped": dropped})
             ahead = {tp: off for tp, off in self.offsets.items() if off > stored.get(tp, -1)}
             if not ahead:  # everything (if anything) is already in the table
-                self._done(stored, committed_rows=[])
+                self._done(stored)
                 return 0
-            if len(rows) < len(self.rows):
-                log.warning(
-                    "dropping rows another writer already committed",
-                    extra={"table": self.tdef.name, "dropped": len(self.rows) - len(rows)},
-                )
             try:
-                self.table.append(self._arrow(rows), snapshot_properties={key: _encode_offsets(ahead)})
+                tbl = self._arrow()
+                self.table.append(tbl, snapshot_properties={key: _encode_offsets(ahead)})
             except CommitFailedException as exc:
                 last_exc = exc
                 log.warning(
@@ -261,16 +258,16 @@ class TableSink:
             except OSError as exc:  # storage trouble: keep the buffer, try again later
                 raise RetryableError(f"lake write to {self.tdef.name} failed: {exc}") from exc
             stored.update(ahead)
-            self._done(stored, committed_rows=rows)
+            self._done(stored)
             self.commits += 1
-            return len(rows)
+            return int(tbl.num_rows)
         raise RetryableError(f"lake commit to {self.tdef.name} kept conflicting: {last_exc}")
 
-    def _done(self, stored: Offsets, committed_rows: list[Row]) -> None:
+    def _done(self, stored: Offsets) -> None:
         self.durable.update(stored)
         for eid, day in self._pending.items():
             self.index.add(self.table, eid, day)
-        self.rows = []
+        self.buffer.clear()
         self._pending.clear()
         self._dirty_since = None
 
@@ -290,14 +287,12 @@ class TableSink:
         gone = {(tp.topic, tp.partition) for tp in partitions if tp.topic in self.topics}
         if not gone:
             return
-        keep = [r for r in self.rows if (r["kafka_topic"], r["kafka_partition"]) not in gone]
-        if len(keep) != len(self.rows):
-            kept_ids = {r["event_id"] for r in keep}
+        if self.buffer.keep_events(lambda ev: (ev[TOPIC_AT], ev[PARTITION_AT]) not in gone):
+            kept_ids = set(self.buffer.event_ids())
             self._pending = {e: d for e, d in self._pending.items() if e in kept_ids}
-            self.rows = keep
         for tp in list(self.offsets):
             if (tp.topic, tp.partition) in gone:
                 self.offsets.pop(tp, None)
                 self.durable.pop(tp, None)
-        if not self.rows and all(self.offsets.get(tp, -1) <= self.durable.get(tp, -1) for tp in self.offsets):
+        if not len(self.buffer) and all(self.offsets.get(tp, -1) <= self.durable.get(tp, -1) for tp in self.offsets):
             self._dirty_since = None
