@@ -18,7 +18,7 @@ from aiokafka.structs import TopicPartition
 
 from consumers.lake.query import connect, format_table, latest, run_sql
 from consumers.lake.settings import LakeCatalogSettings, LakeSettings
-from consumers.lake.sink import stored_offsets
+from consumers.lake.snapshots import stored_offsets
 from consumers.lake.tables import load_tables, open_catalog
 from consumers.lake.worker import TelemetryWorker
 from consumers.runtime import header_map
@@ -340,6 +340,48 @@ def test_stale_writer_is_fenced_and_never_appends_twice(tmp_path: Path) -> None:
     tbl = cat.load_table(("lake", "telemetry"))
     assert tbl.scan().to_arrow().num_rows == 14
     assert stored_offsets(tbl, "g") == {tp: 14}
+
+
+
+def test_expired_snapshots_keep_every_partitions_stored_offset_and_all_rows(tmp_path: Path) -> None:
+    """Commits beyond twice ``keep_snapshots`` expire old snapshots; an idle partition's offset, stored
+    only in an old snapshot, survives; every row is still read back (DuckDB over the current snapshot)."""
+    from consumers.lake.sink import TableSink
+    from consumers.lake.snapshots import expirable, expire_snapshots, history, offsets_key
+    from consumers.lake.tables import TABLES_BY_NAME, ensure_tables
+    from consumers.runtime import WorkerRecord
+
+    s = LakeSettings(catalog_uri=f"sqlite:///{tmp_path}/c.db", warehouse=str(tmp_path / "wh"), topic_prefix="z")
+    cat = open_catalog(s)
+    ensure_tables(cat, s.namespace)
+    sink = TableSink(TABLES_BY_NAME["telemetry"], cat, s.namespace, cat.load_table(("lake", "telemetry")),
+                     "g", ["z.data"], commit_rows=10**6, commit_interval_s=60, dedup_days=2,
+                     commit_attempts=3, keep_snapshots=3)
+    idle, busy = TopicPartition("z.data", 0), TopicPartition("z.data", 1)
+
+    def stored_offsets_in(snap: Any) -> Any:
+        return json.loads(snap.summary.additional_properties[offsets_key("g")])
+
+    def commit(tp: TopicPartition, offset: int, ms: int) -> None:
+        env = data_event(VINS[tp.partition], ms, {"Soc": float(offset)})
+        assert sink.add([WorkerRecord(env, tp.topic, tp.partition, offset, None, env.to_json())]) == ([], 0)
+        sink.note_offsets({tp: offset + 1})
+        assert sink.flush() == 1
+
+    commit(idle, 0, BASE_MS)
+    for i in range(20):
+        commit(busy, i, BASE_MS + 1000 + i)
+    tbl = cat.load_table(("lake", "telemetry"))
+    assert len(tbl.metadata.snapshots) < 2 * 3, "expired down to the newest three (+ the idle partition's)"
+    assert stored_offsets(tbl, "g") == {idle: 1, busy: 20}
+    expire_snapshots(tbl, 3)  # down to exactly: the newest three and the idle partition's
+    left = list(history(tbl))
+    assert len(left) == 4 and expirable(tbl, 3) == []
+    assert [stored_offsets_in(snap) for snap in left[3:]] == [{"z.data": {"0": 1}}]
+    assert sink.load_positions([idle, busy]) == {idle: 1, busy: 20}
+    con = duckdb.connect()
+    con.register("t", tbl.scan().to_arrow())
+    assert con.execute("select count(*), count(distinct event_id) from t").fetchone() == (21, 21)
 
 
 async def test_cli_latest_and_sql(kafka_settings: KafkaSettings, tmp_path: Path,

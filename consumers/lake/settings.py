@@ -39,3 +39,8 @@ class LakeSettings(WorkerSettings, LakeCatalogSettings):
         4, ge=1, description="day partitions whose event_ids are kept in memory for dedup (others reload on demand)"
     )
     commit_attempts: int = Field(5, ge=1, description="tries per commit on CommitFailedException (each reloads)")
+    keep_snapshots: int = Field(
+        20, ge=0,
+        description="snapshots kept per table for time travel (expired once twice as many; the newest one "
+        "storing each partition's offset is always kept); 0: never expire",
+    )

@@ -5,8 +5,10 @@ Exactly-once (per table):
 * Every append carries, in its snapshot summary, ``tpipe.kafka-offsets.<group>`` = JSON
   ``{topic: {partition: next_offset}}`` for the partitions of the table's topics this writer holds.
   Data and offsets land in one atomic catalog commit.
-* The stored position of a partition is the value in the newest snapshot (walking the ancestry from
-  the current snapshot) that mentions it. On assignment the worker seeks there.
+* The stored position of a partition is the value in the newest snapshot that mentions it
+  (``consumers.lake.snapshots``). On assignment the worker seeks there. Every ``keep_snapshots``
+  commits the sink expires the snapshots beyond the newest ``keep_snapshots`` that no stored offset
+  needs (a commit's cost grows with the snapshots in the metadata).
 * ``commit.retry.num-retries=0`` on the table. Before every attempt the sink re-reads the stored
   offsets of the table version it is about to commit onto, drops the buffered rows below them and
   the offsets not ahead of them; on ``CommitFailedException`` it reloads the table and tries again.
@@ -26,7 +28,6 @@ Dedup (a redelivered webhook: same event_id at another offset):
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -39,10 +40,10 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from pyiceberg.table import Table
-from pyiceberg.table.snapshots import ancestors_of
 
 from consumers.lake.columns import ColumnBuffer
 from consumers.lake.rows import PARTITION_AT, SHAPES, TOPIC_AT
+from consumers.lake.snapshots import encode_offsets, expire_snapshots, offsets_key, stored_offsets
 from consumers.lake.tables import TableDef
 from consumers.runtime import Failure, Offsets, RetryableError, WorkerRecord
 
@@ -50,36 +51,6 @@ log = logging.getLogger("consumers.lake")
 
 _DAY_US = 86_400_000_000
 _DAY_MS = 86_400_000
-
-
-def offsets_key(group_id: str) -> str:
-    """Snapshot-summary property holding a consumer group's offsets."""
-    return f"tpipe.kafka-offsets.{group_id}"
-
-
-def stored_offsets(table: Table, group_id: str, partitions: Iterable[TopicPartition] | None = None) -> Offsets:
-    """Next offset per partition as stored in the table: newest snapshot mentioning each partition."""
-    want = set(partitions) if partitions is not None else None
-    key = offsets_key(group_id)
-    found: Offsets = {}
-    for snap in ancestors_of(table.current_snapshot(), table.metadata):
-        raw = snap.summary.additional_properties.get(key) if snap.summary is not None else None
-        if raw:
-            for topic, parts in json.loads(raw).items():
-                for p, off in parts.items():
-                    tp = TopicPartition(topic, int(p))
-                    if tp not in found and (want is None or tp in want):
-                        found[tp] = int(off)
-        if want is not None and len(found) >= len(want):
-            break
-    return found
-
-
-def _encode_offsets(offsets: Offsets) -> str:
-    out: dict[str, dict[str, int]] = {}
-    for tp, off in sorted(offsets.items()):
-        out.setdefault(tp.topic, {})[str(tp.partition)] = off
-    return json.dumps(out, separators=(",", ":"))
 
 
 class DayIndex:
@@ -148,6 +119,7 @@ class TableSink:
         commit_interval_s: float,
         dedup_days: int,
         commit_attempts: int,
+        keep_snapshots: int = 0,
     ) -> None:
         self.tdef = tdef
         self.catalog = catalog
@@ -158,6 +130,7 @@ class TableSink:
         self.commit_rows = commit_rows
         self.commit_interval_s = commit_interval_s
         self.commit_attempts = commit_attempts
+        self.keep_snapshots = keep_snapshots
         self.index = DayIndex(dedup_days)
         self.buffer = ColumnBuffer(SHAPES[tdef.name])
         self._pending: dict[str, int] = {}  # event_id -> day, not yet committed
@@ -245,7 +218,7 @@ class TableSink:
                 return 0
             try:
                 tbl = self._arrow()
-                self.table.append(tbl, snapshot_properties={key: _encode_offsets(ahead)})
+                self.table.append(tbl, snapshot_properties={key: encode_offsets(ahead)})
             except CommitFailedException as exc:
                 last_exc = exc
                 log.warning(
@@ -260,8 +233,27 @@ class TableSink:
             stored.update(ahead)
             self._done(stored)
             self.commits += 1
+            self._expire_snapshots()
             return int(tbl.num_rows)
         raise RetryableError(f"lake commit to {self.tdef.name} kept conflicting: {last_exc}")
+
+    def _expire_snapshots(self) -> None:
+        """Once the metadata holds twice ``keep_snapshots`` snapshots, expire down to about that
+        many. Best effort: the data is committed already; a failure is logged and retried later."""
+        keep = self.keep_snapshots
+        if not keep or len(self.table.metadata.snapshots) < 2 * keep:
+            return
+        try:
+            n = expire_snapshots(self.table, keep)
+        except CommitFailedException as exc:  # another writer committed: the next append reloads
+            log.info("snapshot expiry skipped", extra={"table": self.tdef.name, "error": str(exc)})
+            self.table = self.catalog.load_table(self.ident)
+            return
+        except Exception as exc:
+            log.warning("snapshot expiry failed", extra={"table": self.tdef.name, "error": repr(exc)})
+            return
+        log.debug("expired snapshots", extra={"table": self.tdef.name, "expired": n,
+                                               "kept": len(self.table.metadata.snapshots)})
 
     def _done(self, stored: Offsets) -> None:
         self.durable.update(stored)
