@@ -1,10 +1,10 @@
 """One table's buffered rows, held column-wise until a commit (``ColumnBuffer``).
 
 Each record adds one tuple of per-event values and, for tables with several rows per event
-(``telemetry``: one per field), one tuple per row plus the row's event index. A commit turns them
-into Arrow arrays a column at a time: per-event columns are built once per event and repeated with
-``take``. (Row dicts through ``pa.Table.from_pylist`` cost about 2.3 µs a row and ~1 KB each while
-buffered; see docs/performance.md.)
+(``telemetry``: one per field), one tuple per row (and where its event's rows start). A commit sorts
+the events, converts each group of tuples as one Arrow struct array and repeats the per-event columns
+for their rows with a dictionary decode. (Row dicts through ``pa.Table.from_pylist`` cost about
+2.3 µs a row and ~480 B each while buffered; see docs/performance.md.)
 """
 
 from __future__ import annotations
