@@ -133,6 +133,9 @@ def test_drop_below_keeps_exactly_the_offsets_not_yet_stored() -> None:
     assert buf.to_arrow(schema).equals(_buffer("telemetry", kept).to_arrow(schema))
     assert sorted(buf.event_ids()) == sorted(r.envelope.event_id for r in kept)
     assert buf.drop_below({}) == 0 and len(buf) == 2 * len(kept)
+    assert buf.drop_below({("t.data", p): 10**6 for p in range(3)}) == 2 * len(kept)
+    empty = buf.to_arrow(schema, sort_by=("vin", "created_at"))  # what a commit of offsets alone writes
+    assert empty.num_rows == 0 and empty.schema.equals(schema) and list(buf.event_ids()) == []
 
 
 def test_a_poison_record_adds_nothing() -> None:

@@ -95,7 +95,8 @@ class ColumnBuffer:
         """The buffered rows as a table of ``schema`` (columns it has that the shape does not fill are
         null; columns the shape fills that it lacks are left out). Rows come in the order they were
         added or, with ``sort_by`` (per-event columns), stably sorted by those ascending, nulls last:
-        the order ``pa.Table.sort_by`` gives, found on the events, not on every row."""
+        the order ``pa.Table.sort_by`` gives, found on the events, not on every row (the buffer keeps
+        that order afterwards)."""
         shape = self.shape
         types = {f.name: f.type for f in schema}
         arrays = _columns(self._events, shape.event_columns, types)
