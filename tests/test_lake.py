@@ -343,6 +343,25 @@ def test_stale_writer_is_fenced_and_never_appends_twice(tmp_path: Path) -> None:
 
 
 
+
+def test_tables_merge_manifests_and_older_tables_get_the_defaults_they_lack(tmp_path: Path) -> None:
+    """New tables merge manifests and never retry on their own; a table made before those defaults gets
+    them on open, except what its owner set (a table that says no to merging keeps saying no)."""
+    from consumers.lake.tables import TABLES, ensure_tables
+
+    s = LakeSettings(catalog_uri=f"sqlite:///{tmp_path}/c.db", warehouse=str(tmp_path / "wh"), topic_prefix="z")
+    cat = open_catalog(s)
+    cat.create_namespace(s.namespace)
+    by_name = {t.name: t for t in TABLES}
+    for name, props in (("telemetry", {}), ("vehicle_state", {"commit.manifest-merge.enabled": "false"})):
+        t = by_name[name]
+        cat.create_table((s.namespace, name), schema=t.schema, partition_spec=t.partition_spec(), properties=props)
+    tables = ensure_tables(cat, s.namespace)
+    got = {name: (tbl.properties.get("commit.manifest-merge.enabled"), tbl.properties.get("commit.retry.num-retries"))
+           for name, tbl in tables.items()}
+    assert got == {"telemetry": ("true", "0"), "vehicle_state": ("false", "0"), "vehicle_data": ("true", "0")}
+
+
 def test_expired_snapshots_keep_every_partitions_stored_offset_and_all_rows(tmp_path: Path) -> None:
     """Commits beyond twice ``keep_snapshots`` expire old snapshots; an idle partition's offset, stored
     only in an old snapshot, survives; every row is still read back (DuckDB over the current snapshot)."""
@@ -382,6 +401,14 @@ def test_expired_snapshots_keep_every_partitions_stored_offset_and_all_rows(tmp_
     con = duckdb.connect()
     con.register("t", tbl.scan().to_arrow())
     assert con.execute("select count(*), count(distinct event_id) from t").fetchone() == (21, 21)
+    # the expired snapshots' manifest lists and manifests are gone; every file left is referenced
+    referenced = set()
+    for snap in tbl.metadata.snapshots:
+        referenced.add(Path(snap.manifest_list.removeprefix("file://")).name)
+        referenced.update(Path(m.manifest_path.removeprefix("file://")).name for m in snap.manifests(tbl.io))
+    on_disk = {f.name for f in (tmp_path / "wh").rglob("*.avro")}
+    assert on_disk == referenced, (sorted(on_disk - referenced), sorted(referenced - on_disk))
+    assert len(list((tmp_path / "wh").rglob("*.parquet"))) == 21, "every data file stays"
 
 
 async def test_cli_latest_and_sql(kafka_settings: KafkaSettings, tmp_path: Path,

@@ -8,8 +8,8 @@ pyiceberg deep-copies the table metadata, every snapshot included, several times
 this machine a commit took ~30 ms with 10 snapshots and ~170 ms with 150, so a worker committing
 every few seconds would slow to a crawl within hours. ``expire_snapshots`` keeps the newest
 ``keep`` snapshots plus, for every (group, topic, partition), the newest snapshot that mentions it,
-and drops the rest from the metadata (their data files stay: appends only ever add files, and the
-current snapshot still lists them).
+drops the rest from the metadata and deletes the manifest lists and manifests no remaining snapshot
+references (data files stay: appends only ever add files, and the current snapshot lists them all).
 """
 
 from __future__ import annotations
@@ -104,9 +104,40 @@ def expirable(table: Table, keep: int) -> list[int]:
 
 
 def expire_snapshots(table: Table, keep: int) -> int:
-    """Drop the snapshots beyond the newest ``keep`` that no stored offset needs; returns how many.
-    Raises what the catalog commit raises (a conflict: try again after the next append)."""
-    ids = expirable(table, keep)
-    if ids:
-        table.maintenance.expire_snapshots().by_ids(ids).commit()
+    """Drop the snapshots beyond the newest ``keep`` that no stored offset needs, then delete the files
+    only they referenced; returns how many snapshots went. Raises what the catalog commit raises (a
+    conflict: try again after the next append)."""
+    ids = set(expirable(table, keep))
+    if not ids:
+        return 0
+    expired = [s for s in table.metadata.snapshots if s.snapshot_id in ids]
+    table.maintenance.expire_snapshots().by_ids(sorted(ids)).commit()
+    delete_unreferenced(table, expired)
     return len(ids)
+
+
+def delete_unreferenced(table: Table, expired: Iterable[Snapshot]) -> int:
+    """Delete the manifest lists and manifests of ``expired`` snapshots that no remaining snapshot
+    references; returns how many files went. Data files are never deleted: these tables are only ever
+    appended to, so the current snapshot still lists every one. Best effort: a file that cannot be
+    deleted is logged and left (it is unreferenced either way)."""
+    io = table.io
+    live: set[str] = set()
+    for snap in table.metadata.snapshots:
+        live.add(snap.manifest_list)
+        live.update(m.manifest_path for m in snap.manifests(io))
+    doomed: set[str] = set()
+    for snap in expired:
+        doomed.add(snap.manifest_list)
+        try:
+            doomed.update(m.manifest_path for m in snap.manifests(io))
+        except Exception as exc:  # its manifest list already gone: nothing more to find
+            log.info("manifest list of an expired snapshot unreadable", extra={"error": repr(exc)})
+    deleted = 0
+    for path in sorted(doomed - live):
+        try:
+            io.delete(path)
+            deleted += 1
+        except Exception as exc:
+            log.warning("could not delete an unreferenced lake file", extra={"path": path, "error": repr(exc)})
+    return deleted

@@ -10,7 +10,8 @@ the end of each schema, are nullable, and are added to existing tables on open
 (``update_schema().union_by_name``); rows written before stay NULL there.
 
 All three are partitioned by ``day(created_at)`` and declare the sort order (vin, created_at), which
-every commit honours within its files. ``commit.retry.num-retries=0``: pyiceberg must never re-base
+every commit honours within its files. Appends merge small manifests (``commit.manifest-merge.enabled``)
+so a scan does not open one manifest per commit. ``commit.retry.num-retries=0``: pyiceberg must never re-base
 a conflicting append on its own (a stale writer would append the same offsets twice); the sink
 handles ``CommitFailedException`` itself (see ``consumers.lake.sink``).
 """
@@ -56,8 +57,13 @@ TABLE_PROPERTIES = {
     "commit.retry.num-retries": "0",
     "write.parquet.compression-codec": "zstd",
     "write.metadata.delete-after-commit.enabled": "true",
-    "write.metadata.previous-versions-max": "100",
+    # pyiceberg copies the metadata (this log included) several times per commit
+    "write.metadata.previous-versions-max": "20",
+    # merge small manifests (at 100 by default) instead of one more per commit for every reader to open
+    "commit.manifest-merge.enabled": "true",
 }
+#: Set on tables created before they were defaults, when the table does not set them itself.
+_DEFAULTED_PROPERTIES = ("commit.manifest-merge.enabled", "write.metadata.delete-after-commit.enabled")
 
 _S, _TS, _D, _L, _I, _B = StringType(), TimestamptzType(), DoubleType(), LongType(), IntegerType(), BooleanType()
 
@@ -204,9 +210,12 @@ def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:
                 log.info("created lake table", extra={"table": f"{namespace}.{t.name}"})
             except TableAlreadyExistsError:
                 tbl = catalog.load_table(ident)
+        update = {k: TABLE_PROPERTIES[k] for k in _DEFAULTED_PROPERTIES if k not in tbl.properties}
         if tbl.properties.get("commit.retry.num-retries") != "0":
+            update["commit.retry.num-retries"] = "0"
+        if update:
             with tbl.transaction() as tx:
-                tx.set_properties({"commit.retry.num-retries": "0"})
+                tx.set_properties(update)
             tbl = catalog.load_table(ident)
         out[t.name] = evolve_table(catalog, ident, tbl, t)
     return out
