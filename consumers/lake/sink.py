@@ -6,9 +6,9 @@ Exactly-once (per table):
   ``{topic: {partition: next_offset}}`` for the partitions of the table's topics this writer holds.
   Data and offsets land in one atomic catalog commit.
 * The stored position of a partition is the value in the newest snapshot that mentions it
-  (``consumers.lake.snapshots``). On assignment the worker seeks there. Every ``keep_snapshots``
-  commits the sink expires the snapshots beyond the newest ``keep_snapshots`` that no stored offset
-  needs (a commit's cost grows with the snapshots in the metadata).
+  (``consumers.lake.snapshots``). On assignment the worker seeks there. Once the table holds twice
+  ``keep_snapshots`` snapshots, the sink expires those beyond the newest ``keep_snapshots`` that no
+  stored offset needs (a commit's cost grows with the snapshots in the metadata).
 * ``commit.retry.num-retries=0`` on the table. Before every attempt the sink re-reads the stored
   offsets of the table version it is about to commit onto, drops the buffered rows below them and
   the offsets not ahead of them; on ``CommitFailedException`` it reloads the table and tries again.
