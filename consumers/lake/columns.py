@@ -15,7 +15,7 @@ from itertools import chain, repeat
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from consumers.lake.rows import OFFSET_AT, PARTITION_AT, TOPIC_AT, EventValues, RowValues, Shape
+from consumers.lake.rows import EVENT_ID_AT, OFFSET_AT, PARTITION_AT, TOPIC_AT, EventValues, RowValues, Shape
 from consumers.runtime import WorkerRecord
 
 #: Next offset already stored per (topic, partition); rows below it are not committed again.
@@ -50,7 +50,7 @@ class ColumnBuffer:
         self._events.append(ev)
 
     def event_ids(self) -> Iterator[str]:
-        return (ev[0] for ev in self._events)
+        return (ev[EVENT_ID_AT] for ev in self._events)
 
     def clear(self) -> None:
         self._events, self._rows, self._starts = [], [], []

@@ -114,8 +114,10 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "event_id", "vin", "created_at", "received_at", "is_cache",
     "kafka_topic", "kafka_partition", "kafka_offset", "created_at_text", "source_format",
 )
-#: Index of ``kafka_topic`` / ``kafka_partition`` / ``kafka_offset`` in an event tuple.
-TOPIC_AT, PARTITION_AT, OFFSET_AT = 5, 6, 7
+#: Where ``event_id``, ``kafka_topic``, ``kafka_partition`` and ``kafka_offset`` sit in an event tuple.
+EVENT_ID_AT, TOPIC_AT, PARTITION_AT, OFFSET_AT = (
+    EVENT_COLUMNS.index(c) for c in ("event_id", "kafka_topic", "kafka_partition", "kafka_offset")
+)
 
 EventValues = tuple[Any, ...]
 RowValues = tuple[Any, ...]
