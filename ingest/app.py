@@ -12,12 +12,11 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,14 +24,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ingest.direct import DirectPublisher
+from ingest.forward_health import ForwarderPlacement, stall
+from ingest.forward_inline import InlineForwarder
 from ingest.forward_process import ForwarderProcess
-from ingest.forwarder import Forwarder, producer_factory, publish
 from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
-from ingest.spool.frame import SpoolRecord, encode_raw
+from ingest.spool.frame import encode_raw
 from ingest.spool.log import Spool, SpoolFull, SpoolWriteError
 from ingest.tokens import TokenStore
 from schemas.body import check_body
+from schemas.errors import BodyTooLargeError
 from schemas.parse import BodyError, parse_body
 from tpipe import metrics
 from tpipe.logs import register_secret
@@ -77,13 +79,13 @@ class Receiver:
 
             compile_all()  # compile every schema now, not on the first requests
             validator = validate_event
-        self.builder = RecordBuilder(settings.topic_prefix, validator)
+        self.limits = settings.body_limits()
+        self.builder = RecordBuilder(settings.topic_prefix, validator, self.limits)
         self.spool: Spool | None = None
-        self.forwarder: Forwarder | ForwarderProcess | None = None
-        self._direct_producer: AIOKafkaProducer | None = None
+        self.forwarder: ForwarderPlacement | None = None
+        self.direct: DirectPublisher | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.accepting = False
-        self._type_counters: dict[str, tuple[Any, Any]] = {}
         self._http_202 = metrics.HTTP_REQUESTS.labels("202")
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -111,12 +113,11 @@ class Receiver:
             if s.forwarder == "process":
                 self.forwarder = ForwarderProcess(s, self.spool)
             else:
-                self.forwarder = Forwarder(
-                    self.spool, producer_factory(s), self.builder, batch_events=s.forward_batch_events, max_inflight=s.forward_inflight_chunks
-                )
+                self.forwarder = InlineForwarder(s, self.spool, self.builder)
             self._tasks.append(loop.create_task(self.forwarder.run(), name="forwarder"))
         else:
-            self._direct_producer = await producer_factory(s)()
+            self.direct = DirectPublisher(s, self.builder)
+            await self.direct.start()
         if s.tokens_watch_interval_s > 0:
             self._tasks.append(loop.create_task(self._watch_tokens(s.tokens_watch_interval_s), name="tokens-watch"))
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -141,9 +142,9 @@ class Receiver:
             log.info("shutdown: spool drain", extra={"drained": drained, "left_in_spool": left})
             await self.forwarder.close()
             await self.spool.close()
-        if self._direct_producer is not None:
+        if self.direct is not None:
             try:  # batches the broker never took would make stop() wait forever
-                await asyncio.wait_for(self._direct_producer.stop(), timeout=5.0)
+                await self.direct.close()
             except TimeoutError:
                 log.warning("kafka producer did not stop in time; unacknowledged requests got 503")
         for t in self._tasks:
@@ -169,13 +170,13 @@ class Receiver:
                 log.error("tokens file rejected, keeping the previous tokens", extra={"error": str(exc)})
 
     # ---- routes --------------------------------------------------------------------------------
-    async def webhook(self, request: Request) -> Response:
-        """Starlette endpoint form of ``handle`` (``ReceiverApp`` calls ``handle`` directly)."""
-        status, body, extra = await self.handle(request.scope, request.receive)
-        return Response(body, status_code=status, media_type=_JSON, headers=dict(extra) if extra else None)
-
     async def asgi_webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status, body, extra = await self.handle(scope, receive)
+        try:
+            status, body, extra = await self.handle(scope, receive)
+        except Exception as exc:  # never an uncounted 500: say what broke, count it, answer JSON
+            log.error("webhook request failed", exc_info=True, extra={"error": f"{type(exc).__name__}: {exc}"})
+            metrics.BODIES_REFUSED.labels("internal_error").inc()
+            status, body, extra = self._refuse(500, "internal_error", "the receiver failed; the body was not stored")
         if body is _SPOOLED:  # the common answer: headers built once
             await send({"type": "http.response.start", "status": 202, "headers": _SPOOLED_HEADERS})
             await send({"type": "http.response.body", "body": body})
@@ -185,6 +186,14 @@ class Receiver:
             headers.append((name.lower().encode(), value.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    def _refuse_body(self, exc: BodyError) -> Outcome:
+        """400 for a body that is not an event document (or nests too deep), 413 for too many events."""
+        if isinstance(exc, BodyTooLargeError):
+            metrics.BODIES_REFUSED.labels("too_many_events").inc()
+            return self._refuse(413, "payload_too_large", exc.reason)
+        metrics.BODIES_REFUSED.labels("too_deep" if exc.reason.startswith("nesting deeper") else "invalid").inc()
+        return self._refuse(400, "bad_request", exc.reason)
 
     def _refuse(self, status: int, error: str, reason: str, retry: bool = False) -> Outcome:
         metrics.HTTP_REQUESTS.labels(str(status)).inc()
@@ -201,9 +210,11 @@ class Receiver:
             elif name == b"content-length":
                 declared = value
         if not self.tokens.check(_token_of(auth, scope.get("query_string", b""))):
+            metrics.BODIES_REFUSED.labels("unauthorized").inc()
             return self._refuse(401, "unauthorized", "missing or invalid token (Bearer header or ?token=)")
         limit = s.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
+            metrics.BODIES_REFUSED.labels("too_large").inc()
             return self._refuse(413, "payload_too_large", f"body exceeds {limit} bytes")
         chunks: list[bytes] = []
         size = 0
@@ -214,6 +225,7 @@ class Receiver:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
+                metrics.BODIES_REFUSED.labels("too_large").inc()
                 return self._refuse(413, "payload_too_large", f"body exceeds {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -227,9 +239,9 @@ class Receiver:
     async def _spool_body(self, body: bytes, received_at_ms: int, scope: Scope) -> Outcome:
         """Spool mode: check the body is an event document, store it as received, answer 202."""
         try:
-            check_body(body)
+            check_body(body, self.limits)
         except BodyError as exc:
-            return self._refuse(400, "bad_request", exc.reason)
+            return self._refuse_body(exc)
         assert self.spool is not None
         try:
             await self.spool.append_frame(encode_raw(body, received_at_ms))
@@ -248,25 +260,13 @@ class Receiver:
     async def _publish_body(self, body: bytes, received_at_ms: int, scope: Scope) -> Outcome:
         """Broker mode: parse, build and publish on the request path; 202 after Kafka's ack."""
         try:
-            envelopes = parse_body(body, received_at_ms=received_at_ms)
+            envelopes = parse_body(body, received_at_ms=received_at_ms, limits=self.limits)
         except BodyError as exc:
-            return self._refuse(400, "bad_request", exc.reason)
-        records = []
-        accepted: list[dict[str, str]] = []
-        record, counters = self.builder.record, self._type_counters
-        for env in envelopes:
-            rec, errors = record(env)
-            records.append(rec)
-            accepted.append({"event_id": env.event_id, "type": env.type, "topic": rec.topic})
-            pair = counters.get(env.type)
-            if pair is None:  # metric children resolved once per type, not per event
-                pair = counters[env.type] = (metrics.EVENTS_ACCEPTED.labels(env.type),
-                                             metrics.EVENTS_INVALID.labels(env.type))
-            pair[0].inc()
-            if errors:
-                pair[1].inc()
+            return self._refuse_body(exc)
+        assert self.direct is not None
+        records, accepted = self.direct.records(envelopes)
         try:
-            await self._publish_direct(records)
+            await self.direct.publish(records)
         except Exception as exc:
             return self._refuse(503, "kafka_unavailable", f"{type(exc).__name__}: {exc}", retry=True)
         if self.settings.log_requests:
@@ -279,13 +279,9 @@ class Receiver:
         return 202, orjson.dumps({"status": "accepted", "durability": "broker", "accepted": len(accepted),
                                   "events": accepted}), []
 
-    async def _publish_direct(self, records: list[SpoolRecord]) -> None:
-        if self._direct_producer is None:
-            raise RuntimeError("no Kafka producer")
-        await asyncio.wait_for(publish(self._direct_producer, records), timeout=self.settings.broker_timeout_s)
-
     def _status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"durability": self.settings.durability, "accepting": self.accepting}
+        s = self.settings
+        out: dict[str, Any] = {"durability": s.durability, "accepting": self.accepting}
         if self.spool is not None:
             st = self.spool.stats()
             out["spool"] = {
@@ -299,15 +295,27 @@ class Receiver:
                 "damaged_bytes_recovered": st.damaged_bytes_recovered,
             }
         fw = self.forwarder
-        if isinstance(fw, ForwarderProcess):
-            out["forwarder"] = {"mode": "process", "pid": fw.pid, "restarts": fw.restarts}
-        elif fw is not None:
-            out["forwarder"] = {"mode": "inline"}
-        out["broker"] = {
-            "up": fw.broker_reachable(self.settings.broker_timeout_s) if fw else self._direct_producer is not None,
-            "last_error": fw.last_error if fw else None,
-            "publish_pending_s": fw.publish_pending_s() if fw else None,
-        }
+        if fw is not None and self.spool is not None:
+            cursor = self.spool.cursor
+            fw.supervision.moved(cursor)
+            stuck = stall(fw.state, fw.supervision, cursor=cursor, oldest_age_s=st.oldest_age_s,
+                          stall_after_s=s.stall_after_s, max_deaths=s.forwarder_max_deaths)
+            metrics.FORWARDER_STALLED.set(1 if stuck else 0)
+            out["forwarder"] = {
+                "mode": fw.mode, "pid": fw.pid, "restarts": fw.supervision.restarts,
+                "deaths_at_this_position": fw.supervision.deaths_here,
+                "stalled": stuck is not None, "stall": stuck.as_dict() if stuck else None,
+            }
+            state = fw.state
+            out["broker"] = {
+                "up": state.broker_reachable(s.broker_timeout_s),
+                "reachable": state.kafka_reachable,
+                "last_error": state.last_error,
+                "publish_pending_s": state.publish_pending_s(),
+            }
+        else:
+            out["broker"] = {"up": self.direct is not None and self.direct.up, "reachable": None,
+                             "last_error": None, "publish_pending_s": None}
         return out
 
     async def healthz(self, request: Request) -> Response:
@@ -316,7 +324,7 @@ class Receiver:
     async def readyz(self, request: Request) -> Response:
         st = self._status()
         if self.settings.durability == "spool":
-            ready = self.accepting and st["spool"]["writable"]
+            ready = self.accepting and st["spool"]["writable"] and not st["forwarder"]["stalled"]
         else:
             ready = self.accepting and st["broker"]["up"]
         return Response(
@@ -326,6 +334,8 @@ class Receiver:
         )
 
     async def metrics(self, request: Request) -> Response:
+        if self.forwarder is not None:
+            self._status()  # refreshes tpipe_forwarder_stalled
         if self.spool is not None:
             st = self.spool.stats()
             metrics.SPOOL_EVENTS.set(st.pending_events)
@@ -347,11 +357,22 @@ class ReceiverApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+class _AsgiEndpoint:
+    """An ASGI callable as a route endpoint (Starlette would wrap a bound method as a request handler)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: IngestSettings, *, tokens: TokenStore | None = None) -> Starlette:
     receiver = Receiver(settings, tokens)
     app = ReceiverApp(
         routes=[
-            Route("/webhook", receiver.webhook, methods=["POST"]),
+            # POST /webhook is answered by ReceiverApp before routing; the route answers other methods (405)
+            Route("/webhook", _AsgiEndpoint(receiver.asgi_webhook), methods=["POST"]),
             Route("/healthz", receiver.healthz, methods=["GET"]),
             Route("/readyz", receiver.readyz, methods=["GET"]),
             Route("/metrics", receiver.metrics, methods=["GET"]),

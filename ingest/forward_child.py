@@ -32,6 +32,7 @@ log = logging.getLogger("tpipe.forwarder")
 
 STATUS_EVERY_S = 0.5
 EXIT_AFTER_EOF_S = 10.0  # a publish stuck on a dead broker must not keep an orphan alive
+EXIT_CRASHED = 70  # forwarding ended by itself (EX_SOFTWARE): the receiver restarts us
 
 
 class Reports:
@@ -83,20 +84,40 @@ class SpoolView:
 class ChildForwarder(Forwarder):
     reports: Reports
 
-    def report_forwarded(self, events: int, counts: TypeCounts, latency_s: float) -> None:
-        self.reports.send(["f", events, counts, latency_s])
+    def report_forwarded(self, events: int, counts: TypeCounts, latency_s: float, tally: dict[str, int]) -> None:
+        self.reports.send(["f", events, counts, latency_s, tally])
 
     def report_down(self) -> None:
         self.send_status()
 
+    def report_status(self) -> None:
+        self.send_status()
+
     def send_status(self) -> None:
-        self.reports.send(["s", self.broker_up, self.last_error, self._publish_started])
+        self.reports.send(self.state.report())
 
 
 async def _status_loop(fw: ChildForwarder) -> None:
     while True:
         await asyncio.sleep(STATUS_EVERY_S)
         fw.send_status()
+
+
+async def _feed(reader: asyncio.StreamReader, view: SpoolView) -> None:
+    """Commit notices from the receiver until EOF (the receiver wants us to stop)."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        seg, size = orjson.loads(line)
+        view.on_commit(seg, size)
+
+
+async def _forward(fw: ChildForwarder, init: dict[str, Any]) -> None:
+    quarantine = init.get("quarantine")
+    if quarantine:
+        await fw.quarantine(Position(*quarantine["position"]), quarantine["reason"])
+    await fw.run()
 
 
 async def _main() -> int:
@@ -132,33 +153,40 @@ async def _main() -> int:
         int(init["active"]),
         reports,
     )
+    builder = RecordBuilder(settings.topic_prefix, validator, settings.body_limits())
     fw = ChildForwarder(
-        view, producer_factory(settings), RecordBuilder(settings.topic_prefix, validator),
+        view, producer_factory(settings, builder), builder,
         batch_events=settings.forward_batch_events, max_inflight=settings.forward_inflight_chunks,
     )
     fw.reports = reports
+    fw.careful_bodies = int(init.get("careful_bodies", 0))
     gc.collect()
     gc.freeze()
-    run = loop.create_task(fw.run(), name="forwarder")
+    run = loop.create_task(_forward(fw, init), name="forwarder")
+    feed = loop.create_task(_feed(reader, view), name="feed")
     status = loop.create_task(_status_loop(fw), name="status")
-    log.info("forwarder process running", extra={"pid": os.getpid(), "cursor": init["cursor"]})
+    log.info("forwarder process running", extra={"pid": os.getpid(), "cursor": init["cursor"],
+                                                 "careful_bodies": fw.careful_bodies})
+    rc = 0
     try:
-        while True:
-            line = await reader.readline()
-            if not line:
-                break
-            seg, size = orjson.loads(line)
-            view.on_commit(seg, size)
+        await asyncio.wait({run, feed}, return_when=asyncio.FIRST_COMPLETED)
+        if run.done() and not feed.done():  # forwarding ended although nobody asked it to: say why, exit non-zero
+            exc = run.exception()
+            log.error("forwarding stopped unexpectedly; exiting so the receiver restarts the forwarder",
+                      exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None)
+            fw.state.last_error = f"forwarder crashed: {type(exc).__name__}: {exc}" if exc else "forwarder ended"
+            rc = EXIT_CRASHED
     finally:
         fw.stop()
+        feed.cancel()
         eof_at = time.monotonic()
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.shield(run), timeout=EXIT_AFTER_EOF_S)
         status.cancel()
         with contextlib.suppress(TimeoutError, Exception):
             await asyncio.wait_for(fw.close(), timeout=max(1.0, EXIT_AFTER_EOF_S - (time.monotonic() - eof_at)))
         fw.send_status()
-    return 0
+    return rc
 
 
 def main() -> int:

@@ -9,11 +9,14 @@ child only reads segments. They talk over the child's stdin/stdout, one JSON arr
   ``[segment, committed_size]`` after every group commit. EOF means stop.
 * child -> receiver: ``["a", segment, offset, spool_records]`` once Kafka took everything before
   that position (the receiver persists the cursor and frees segments), ``["f", events, counts,
-  latency_s]`` for metrics, ``["s", broker_up, last_error, publish_started_monotonic]`` for health.
+  latency_s, tally]`` for metrics, ``ForwarderState.report()`` (``["s", ...]``) for health.
+* The init object may ask the child to forward one body at a time first (``careful_bodies``, after
+  a death) or to dead-letter the body at the cursor unparsed (``quarantine``, after repeated deaths).
 
-If the child dies it is restarted from the durable cursor (records Kafka took but the cursor did not
-record yet are sent again, with the same ``event_id``s). If the receiver dies, the child sees EOF and
-exits.
+If the child dies — or its forwarding ends by itself, which it reports by exiting non-zero — it is
+logged, counted (``tpipe_forwarder_restarts_total``) and restarted from the durable cursor (records
+Kafka took but the cursor did not record yet are sent again, with the same ``event_id``s). If the
+receiver dies, the child sees EOF and exits.
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from ingest.forwarder import record_down_metrics, record_forwarded_metrics, wait_forwarded
+from ingest.forward_health import (
+    ForwarderState,
+    Supervision,
+    apply_tally,
+    record_down_metrics,
+    record_forwarded_metrics,
+)
+from ingest.forwarder import wait_forwarded
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
 from ingest.spool.log import Spool
@@ -58,36 +68,32 @@ def settings_payload(settings: IngestSettings) -> dict[str, Any]:
 class ForwarderProcess:
     """Receiver side: starts and supervises the child, feeds it commits, applies its reports.
 
-    Same surface as ``Forwarder`` for the app: ``run``, ``broker_reachable``, ``last_error``,
-    ``publish_pending_s``, ``drain``, ``close``.
+    After a death the next child forwards one body at a time for a while (``careful_bodies``), so a
+    second death names the exact body; after ``forwarder_quarantine_after`` deaths at one position
+    the next child sends that body to the DLQ as received before forwarding on.
     """
+
+    mode = "process"
 
     def __init__(self, settings: IngestSettings, spool: Spool) -> None:
         self.settings = settings
         self.spool = spool
-        self.broker_up = False
-        self.last_error: str | None = None
-        self.forwarded = 0
-        self.restarts = 0
-        self._publish_started: float | None = None
+        self.state = ForwarderState()
+        self.supervision = Supervision()
+        self._forwarded = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._stdin: asyncio.StreamWriter | None = None
         self._stopping = False
         self._advanced = asyncio.Event()
         spool.listeners.append(self._on_commit)
 
-    # ---- health (same meaning as Forwarder's) ---------------------------------------------------
-    def broker_reachable(self, stall_after_s: float) -> bool:
-        pending = self.publish_pending_s()
-        return self.broker_up and (pending is None or pending <= stall_after_s)
-
-    def publish_pending_s(self) -> float | None:
-        started = self._publish_started
-        return None if started is None else round(max(0.0, time.monotonic() - started), 3)
-
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def forwarded(self) -> int:
+        return self._forwarded
 
     # ---- feed ------------------------------------------------------------------------------------
     def _on_commit(self, segment: int, size: int) -> None:
@@ -102,22 +108,44 @@ class ForwarderProcess:
             started = time.monotonic()
             try:
                 rc = await self._run_child()
+                why = f"forwarder process exited with code {rc}"
             except Exception as exc:  # could not even start it: keep trying, the spool holds everything
-                rc = None
-                self.last_error = f"forwarder process failed to start: {type(exc).__name__}: {exc}"
-                log.error("forwarder process failed to start", extra={"error": str(exc)})
+                why = f"forwarder process failed to start: {type(exc).__name__}: {exc}"
             if self._stopping:
                 break
-            self.restarts += 1
-            self.broker_up, self._publish_started = False, None
-            if rc is not None:
-                self.last_error = f"forwarder process exited with code {rc}"
-                log.error("forwarder process exited, restarting it", extra={"returncode": rc, "restarts": self.restarts})
+            self.supervision.died(self.spool.cursor, why)
+            self.state.broker_up, self.state.publish_started = False, None
+            self.state.last_error = why
+            log.error("forwarder process ended, restarting it",
+                      extra={"reason": why, "restarts": self.supervision.restarts,
+                             "deaths_at_this_position": self.supervision.deaths_here,
+                             "spool_position": [self.spool.cursor.segment, self.spool.cursor.offset]})
             record_down_metrics()
             if time.monotonic() - started > 30:
                 backoff = 0.5
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
+
+    def _init(self) -> dict[str, Any]:
+        sizes, active = self.spool.committed_sizes()
+        cursor = self.spool.cursor
+        s, sup = self.settings, self.supervision
+        init: dict[str, Any] = {
+            "settings": settings_payload(s),
+            "cursor": [cursor.segment, cursor.offset],
+            "sizes": [[seg, n] for seg, n in sizes.items()],
+            "active": active,
+            "log_level": logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+        }
+        if sup.deaths_here:
+            init["careful_bodies"] = s.forward_batch_events * s.forward_inflight_chunks
+        if s.forwarder_quarantine_after and sup.deaths_here >= s.forwarder_quarantine_after:
+            init["quarantine"] = {
+                "position": [cursor.segment, cursor.offset],
+                "reason": f"the forwarder died {sup.deaths_here} times while forwarding this body "
+                f"(last: {sup.last_death})",
+            }
+        return init
 
     async def _run_child(self) -> int:
         proc = await asyncio.create_subprocess_exec(
@@ -128,18 +156,11 @@ class ForwarderProcess:
         self._proc = proc
         assert proc.stdin is not None and proc.stdout is not None
         # No await between the snapshot and attaching the feed: no commit can fall in between.
-        sizes, active = self.spool.committed_sizes()
-        cursor = self.spool.cursor
-        init = {
-            "settings": settings_payload(self.settings),
-            "cursor": [cursor.segment, cursor.offset],
-            "sizes": [[s, n] for s, n in sizes.items()],
-            "active": active,
-            "log_level": logging.getLevelName(logging.getLogger().getEffectiveLevel()),
-        }
+        init = self._init()
         proc.stdin.write(orjson.dumps(init) + b"\n")
         self._stdin = proc.stdin
-        log.info("forwarder process started", extra={"pid": proc.pid, "cursor": init["cursor"]})
+        log.info("forwarder process started", extra={"pid": proc.pid, "cursor": init["cursor"],
+                                                     "careful_bodies": init.get("careful_bodies", 0)})
         try:
             while True:
                 line = await proc.stdout.readline()
@@ -155,16 +176,20 @@ class ForwarderProcess:
     def _on_message(self, m: list[Any]) -> None:
         kind = m[0]
         if kind == "a":
-            self.spool.advance(Position(m[1], m[2]), m[3])
+            pos = Position(m[1], m[2])
+            self.spool.advance(pos, m[3])
+            self.supervision.moved(pos)
             self._advanced.set()
         elif kind == "f":
-            self.broker_up, self.last_error = True, None
-            self.forwarded += m[1]
+            self.state.broker_up, self.state.last_error = True, None
+            self._forwarded += m[1]
+            self.state.set_reachable(True)
             record_forwarded_metrics(m[1], m[2], m[3])
+            apply_tally(m[4])
         elif kind == "s":
-            was_up = self.broker_up
-            self.broker_up, self.last_error, self._publish_started = m[1], m[2], m[3]
-            if was_up and not self.broker_up:
+            was_up = self.state.broker_up
+            self.state.apply_report(m)
+            if was_up and not self.state.broker_up:
                 record_down_metrics()
 
     # ---- shutdown --------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """Forwarder: publishes the spool to Kafka in spool order and advances the cursor after Kafka acks.
 
 It survives a broker that is down at start, goes away, or is slow: the spool keeps growing on disk,
-and the forwarder retries with backoff until the broker takes the records again. The cursor moves
-only after every record of a chunk was acknowledged (acks=all, idempotent producer), so a crash or
-a failed chunk means re-sending — at-least-once into Kafka, with the same ``event_id`` for consumers
-to deduplicate on — never a loss.
+and the forwarder waits until the broker takes the records again. The cursor moves only once every
+record of a chunk is in Kafka (acks=all, idempotent producer), so a crash means re-sending —
+at-least-once into Kafka, with the same ``event_id`` for consumers to deduplicate on — never a loss.
+
+No single record stops it: a body the parser refuses and an event whose record cannot be built
+become dead letters (``ingest.records``); a record Kafka refuses is re-sent alone and ends in its
+topic (with its receive time as timestamp when the topic refuses the event's own) or in the DLQ
+(``ingest.delivery``); the records Kafka already took are not sent again.
 """
 
 from __future__ import annotations
@@ -14,115 +18,33 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
 
-from ingest.records import RecordBuilder, TypeCounts
+from ingest.delivery import Delivery, Stopped, wait_done
+from ingest.forward_health import (
+    ForwarderState,
+    KafkaComplaints,
+    apply_tally,
+    record_down_metrics,
+    record_forwarded_metrics,
+)
+from ingest.kafka_errors import describe
+from ingest.publisher import Part, ProducerFactory, outcomes, submit
+from ingest.records import KafkaRecord, RecordBuilder, TypeCounts
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
 from ingest.spool.frame import RAW_TOPIC, SpoolRecord
+from ingest.topic_rules import load_timestamp_bounds
 from schemas import topics
-from tpipe import kafka_clients, metrics
+from tpipe import kafka_clients
 
 log = logging.getLogger("tpipe.forwarder")
 
-ProducerFactory = Callable[[], Awaitable[AIOKafkaProducer]]
-
-
-BATCH_MIN_RECORDS = 16  # below this, per-record send() (lets concurrent small publishers share a linger batch)
-
-
-async def submit(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> list[asyncio.Future[object]]:
-    """Hand every record to the producer, in spool order; returns the acknowledgement futures.
-
-    Returns once all records are in aiokafka's accumulator (not acknowledged), so the caller can
-    prepare the next chunk while this one is in flight; submitting chunks one after the other keeps
-    each partition's records in spool order.
-
-    Large chunks go through aiokafka's batch API: records are appended, in spool order, to one
-    ``create_batch()`` builder per topic-partition (a new one when it fills up) and each partition's
-    builders are submitted with ``send_batch`` in order. The partition is the one ``send()`` would pick
-    (``producer._partition``, i.e. the producer's partitioner over the key), so keys land on the same
-    partitions in the same order as before; it saves aiokafka's per-message ``send()`` work (metadata
-    wait, size estimate, pure-Python murmur2 per record, one future per record).
-    """
-    if len(records) < BATCH_MIN_RECORDS:
-        return [
-            await producer.send(r.topic, r.value, key=r.key, headers=r.headers, timestamp_ms=r.timestamp_ms)
-            for r in records
-        ]
-
-    partition_of = producer._partition  # the exact rule send() applies
-    cache_keys = isinstance(producer._partitioner, DefaultPartitioner)  # deterministic per key
-    known: dict[str, dict[bytes, int]] = {}
-    builders: dict[tuple[str, int], list[BatchBuilder]] = {}
-    for r in records:
-        topic, key = r.topic, r.key
-        by_key = known.get(topic)
-        if by_key is None:
-            await producer.client._wait_on_metadata(topic)  # as send() does before partitioning
-            by_key = known[topic] = {}
-        partition = by_key.get(key)
-        if partition is None:
-            partition = partition_of(topic, None, key, r.value, key, r.value)
-            if cache_keys:
-                by_key[key] = partition
-        chain = builders.get((topic, partition))
-        if chain is None:
-            chain = builders[(topic, partition)] = [producer.create_batch()]
-        if chain[-1].append(timestamp=r.timestamp_ms, key=key, value=r.value, headers=r.headers) is None:
-            chain.append(producer.create_batch())  # full: the first record always fits a new builder
-            chain[-1].append(timestamp=r.timestamp_ms, key=key, value=r.value, headers=r.headers)
-
-    futures: list[asyncio.Future[object]] = []
-
-    async def submit_chain(topic: str, partition: int, chain: list[BatchBuilder]) -> None:
-        for b in chain:  # in order: send_batch waits for the partition's previous batch to be drained
-            b.close()
-            futures.append(await producer.send_batch(b, topic, partition=partition))
-
-    submitted = await asyncio.gather(
-        *(submit_chain(t, p, chain) for (t, p), chain in builders.items()), return_exceptions=True
-    )
-    for res in submitted:
-        if isinstance(res, BaseException):
-            _settle(futures)
-            raise res
-    return futures
-
-
-async def acknowledged(futures: list[asyncio.Future[object]]) -> None:
-    """Wait for every acknowledgement; raises the first failure."""
-    for res in await asyncio.gather(*futures, return_exceptions=True):
-        if isinstance(res, BaseException):
-            raise res
-
-
-def _settle(futures: list[asyncio.Future[object]]) -> None:
-    """Abandoned acknowledgements: retrieve their outcome later so none is reported as unhandled."""
-    if futures:
-        asyncio.ensure_future(asyncio.gather(*futures, return_exceptions=True))
-
-
-async def publish(producer: AIOKafkaProducer, records: list[SpoolRecord]) -> None:
-    """Send every record and wait for all acknowledgements; raises the first failure."""
-    await acknowledged(await submit(producer, records))
-
-
-def _event_ids(records: list[SpoolRecord]) -> list[str]:
-    ids = []
-    for r in records:
-        for name, value in r.headers:
-            if name == "event_id":
-                ids.append(value.decode())
-                break
-    return ids
+PROBE_EVERY_S = 1.0  # how often health is refreshed and, while a publish waits, Kafka probed
 
 
 async def wait_forwarded(
@@ -148,7 +70,7 @@ async def wait_forwarded(
 
 class SpoolSource(Protocol):
     """What the forwarder needs of a spool: the receiver's ``Spool`` itself (inline forwarder), or
-    the forwarder process's view of the same directory (``ingest.forward_process.SpoolView``)."""
+    the forwarder process's view of the same directory (``ingest.forward_child.SpoolView``)."""
 
     committed: asyncio.Event
 
@@ -162,38 +84,28 @@ class SpoolSource(Protocol):
     def has_unforwarded(self) -> bool: ...
 
 
-def expand_raw(records: list[SpoolRecord], builder: RecordBuilder, counts: TypeCounts) -> list[SpoolRecord]:
-    """Spooled webhook bodies -> their Kafka records, in spool order (ready records pass through)."""
-    out: list[SpoolRecord] = []
+def expand_raw(records: list[SpoolRecord], builder: RecordBuilder, counts: TypeCounts) -> list[KafkaRecord]:
+    """Spooled webhook bodies -> their Kafka records, in spool order (ready records from older
+    receivers pass through)."""
+    out: list[KafkaRecord] = []
     expand = builder.expand
     for r in records:
         if r.topic == RAW_TOPIC:
             out.extend(expand(r, counts))
         else:
-            out.append(r)
+            out.append(KafkaRecord(*r))
     return out
 
 
-def record_forwarded_metrics(events: int, counts: TypeCounts, latency_s: float) -> None:
-    metrics.BROKER_UP.set(1)
-    metrics.FORWARDED.inc(events)
-    metrics.FORWARD_LATENCY.observe(latency_s)
-    for etype, (n, invalid) in counts.items():
-        metrics.EVENTS_ACCEPTED.labels(etype).inc(n)
-        if invalid:
-            metrics.EVENTS_INVALID.labels(etype).inc(invalid)
-
-
-def record_down_metrics() -> None:
-    metrics.BROKER_UP.set(0)
-    metrics.FORWARD_ERRORS.inc()
-
-
-def producer_factory(settings: IngestSettings) -> ProducerFactory:
-    """Topics ensured, then the forwarder's producer started (retried by the caller on failure)."""
+def producer_factory(settings: IngestSettings, builder: RecordBuilder | None = None) -> ProducerFactory:
+    """Topics ensured (and, with ``builder``, their timestamp bounds read), then the forwarder's
+    producer started (retried by the caller on failure)."""
 
     async def start() -> AIOKafkaProducer:
-        await kafka_clients.ensure_topics(settings, topics.all_topics(settings.topic_prefix))
+        names = topics.all_topics(settings.topic_prefix)
+        await kafka_clients.ensure_topics(settings, names)
+        if builder is not None:
+            builder.bounds = await load_timestamp_bounds(settings, names)
         producer = kafka_clients.make_producer(
             settings, role="forwarder", request_timeout_ms=int(settings.broker_timeout_s * 1000)
         )
@@ -213,11 +125,17 @@ class _Chunk:
 
     end: Position  # spool position after its last frame
     spool_records: int  # frames it covers (webhook bodies)
-    out: list[SpoolRecord]  # the Kafka records built from them
+    out: list[KafkaRecord]  # the Kafka records built from them
     counts: TypeCounts
     spooled_at_ms: int | None  # of its first frame
-    futures: list[asyncio.Future[object]]
+    parts: list[Part]
     started: float  # monotonic, when it was read
+
+    def done(self) -> bool:
+        return all(p.future.done() for p in self.parts)
+
+    def failed(self) -> bool:
+        return any(p.future.exception() is not None for p in self.parts)
 
 
 class Forwarder:
@@ -233,138 +151,211 @@ class Forwarder:
     ) -> None:
         self.spool = spool
         self.builder = builder
-        self._factory = producer_factory
-        self._producer: AIOKafkaProducer | None = None
         self.batch_events = batch_events
         self.max_inflight = max(1, max_inflight)
         self.max_backoff_s = max_backoff_s
-        self.broker_up = False
-        self.last_error: str | None = None
+        self.state = ForwarderState()
+        self.delivery = Delivery(producer_factory, builder, max_backoff_s=max_backoff_s, on_error=self._mark_down)
         self.forwarded = 0
+        #: after a death: bodies still to forward one at a time, so a second death names the exact body
+        self.careful_bodies = 0
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
-        self._publish_started: float | None = None
+        self._complaints: KafkaComplaints | None = None
+        self._refusal: tuple[float, str] | None = None  # (monotonic, why) of the last failed publish
+
+    # ---- health --------------------------------------------------------------------------------
+    @property
+    def last_error(self) -> str | None:
+        return self.state.last_error
 
     def broker_reachable(self, stall_after_s: float) -> bool:
-        """Up when the last publish succeeded and none has been waiting longer than ``stall_after_s``.
-
-        The idempotent producer retries a batch until the broker takes it (no expiry, no duplicates),
-        so a broker outage shows as a publish that stays pending, not as an error.
-        """
-        pending = self.publish_pending_s()
-        return self.broker_up and (pending is None or pending <= stall_after_s)
+        return self.state.broker_reachable(stall_after_s)
 
     def publish_pending_s(self) -> float | None:
-        """How long the chunk now in flight has waited for Kafka (None when nothing is in flight)."""
-        started = self._publish_started
-        return None if started is None else round(time.monotonic() - started, 3)
+        return self.state.publish_pending_s()
 
     @property
     def producer(self) -> AIOKafkaProducer | None:
-        return self._producer
-
-    async def _ensure_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            self._producer = await self._factory()
-        return self._producer
+        return self.delivery.current
 
     def stop(self) -> None:
         self._stop.set()
         self.spool.committed.set()
 
+    # ---- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
         """Forward until ``stop()``: up to ``max_inflight`` chunks in flight, acknowledged in order.
 
         While Kafka acknowledges one chunk the next is read, parsed and submitted. The cursor only
-        moves past a chunk once it and every chunk before it were acknowledged. On a failure the
-        chunks in flight are abandoned and forwarding restarts from the cursor (re-sending: same ids).
+        moves past a chunk once it and every chunk before it are in Kafka. When Kafka refused part of
+        a chunk, every chunk in flight is first settled, then exactly the refused records are
+        delivered (``Delivery.deliver``), then the cursor moves past them all.
         """
-        backoff = 0.1
+        self._complaints = KafkaComplaints.install()
+        watch = asyncio.ensure_future(self._watch())
         inflight: deque[_Chunk] = deque()
+        try:
+            await self._loop(inflight)
+        except Stopped:
+            pass
+        finally:
+            watch.cancel()
+            self._complaints.uninstall()
+            for chunk in inflight:
+                _settle(chunk.parts)
+            self.state.publish_started = None
+            self._idle.set()
+
+    async def _loop(self, inflight: deque[_Chunk]) -> None:
+        backoff = 0.1
         pos = self.spool.cursor
+        ready: tuple[list[SpoolRecord], Position, list[KafkaRecord], TypeCounts, float] | None = None
         while not self._stop.is_set():
-            while inflight and all(f.done() for f in inflight[0].futures):
-                if not self._complete(inflight.popleft()):
-                    break
-            if len(inflight) < self.max_inflight:
-                self.spool.committed.clear()
-                records, end = self.spool.read(pos, max_records=self.batch_events)
-                if records or end != pos:
-                    started = time.monotonic()
-                    counts: TypeCounts = {}
+            while inflight and inflight[0].done():
+                if inflight[0].failed():
+                    await self._recover(inflight)
+                else:
+                    self._complete(inflight.popleft())
+            careful = self.careful_bodies > 0
+            if len(inflight) < (1 if careful else self.max_inflight):
+                if ready is None:
+                    self.spool.committed.clear()
+                    records, end = self.spool.read(pos, max_records=1 if careful else self.batch_events)
+                    if records or end != pos:
+                        counts: TypeCounts = {}
+                        ready = (records, end, expand_raw(records, self.builder, counts), counts, time.monotonic())
+                if ready is not None:
+                    records, end, out, counts, started = ready
                     try:
-                        out = expand_raw(records, self.builder, counts)
-                        futures = await submit(await self._ensure_producer(), out) if out else []
-                    except (TimeoutError, KafkaError, OSError) as exc:
-                        pos, backoff = await self._failed(exc, inflight, backoff)
+                        producer = await self.delivery.producer()
+                    except Exception as exc:  # Kafka not there (yet): the chunk waits, nothing is lost
+                        self._mark_down(exc)
+                        await self._pause(backoff)
+                        backoff = min(backoff * 2, self.max_backoff_s)
                         continue
+                    backoff = 0.1
+                    parts = await submit(producer, out) if out else []
                     inflight.append(_Chunk(end, len(records), out, counts,
-                                           records[0].spooled_at_ms if records else None, futures, started))
-                    pos = end
+                                           records[0].spooled_at_ms if records else None, parts, started))
+                    pos, ready = end, None
                     continue
             if not inflight:
-                self._publish_started = None
+                self.state.publish_started = None
                 self._idle.set()
                 await self.spool.committed.wait()
                 continue
             self._idle.clear()
             head = inflight[0]
-            self._publish_started = head.started
-            try:
-                await acknowledged(head.futures)
-            except (TimeoutError, KafkaError, OSError) as exc:
-                pos, backoff = await self._failed(exc, inflight, backoff)
-                continue
-            backoff = 0.1
-        for chunk in inflight:
-            _settle(chunk.futures)
-        self._publish_started = None
-        self._idle.set()
+            self.state.publish_started = head.started
+            await wait_done([p.future for p in head.parts], self._stop)
 
-    def _complete(self, chunk: _Chunk) -> bool:
-        """The head chunk is acknowledged: report it and move the cursor. False if it failed."""
-        for f in chunk.futures:
-            if f.exception() is not None:
-                return False
+    async def _recover(self, inflight: deque[_Chunk]) -> None:
+        """Kafka refused records of the head chunk: settle every chunk in flight, deliver exactly the
+        records it did not take (in spool order), then complete the chunks."""
+        await wait_done([p.future for c in inflight for p in c.parts], self._stop)
+        refused: list[KafkaRecord] = []
+        first: BaseException | None = None
+        for chunk in inflight:
+            for rec, exc in zip(chunk.out, outcomes(chunk.parts, len(chunk.out)), strict=True):
+                if exc is not None:
+                    refused.append(rec)
+                    first = first or exc
+        log.warning("kafka refused records; delivering them one by one",
+                    extra={"refused": len(refused), "chunks": len(inflight),
+                           "error": describe(first) if first else None})
+        self.state.publish_started = inflight[0].started
+        await self.delivery.deliver(refused, self._stop)
+        while inflight:
+            self._complete(inflight.popleft())
+
+    def _complete(self, chunk: _Chunk) -> None:
+        """Every record of the head chunk is in Kafka: report it and move the cursor."""
         if chunk.out:
-            if not self.broker_up:
+            if not self.state.broker_up:
                 log.info("kafka reachable, forwarding", extra={"cursor": [chunk.end.segment, chunk.end.offset]})
-            self.broker_up, self.last_error = True, None
+            self.state.broker_up, self.state.last_error = True, None
+            self.state.set_reachable(True)
             self.forwarded += len(chunk.out)
             latency = max(0.0, time.time() - (chunk.spooled_at_ms or 0) / 1000)
-            self.report_forwarded(len(chunk.out), chunk.counts, latency)  # first: metrics are current once drained
+            tally = dict(self.builder.tally)
+            self.builder.tally.clear()
+            self.report_forwarded(len(chunk.out), chunk.counts, latency, tally)  # first: metrics are current once drained
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("forwarded", extra={"records": len(chunk.out), "spool_records": chunk.spool_records,
-                                              "event_ids": _event_ids(chunk.out)})
+                log.debug("forwarded", extra={"records": len(chunk.out), "spool_records": chunk.spool_records})
         self.spool.advance(chunk.end, chunk.spool_records)
+        if self.careful_bodies:
+            self.careful_bodies = max(0, self.careful_bodies - chunk.spool_records)
+
+    async def quarantine(self, at: Position, reason: str) -> bool:
+        """Dead-letter the body at ``at`` as received, unparsed (the forwarder died on it again and
+        again) and move the cursor past it; False if the cursor is no longer there."""
+        if self.spool.cursor != at:
+            return False
+        records, end = self.spool.read(at, max_records=1)
+        if not records:
+            return False
+        rec = self.builder.raw_dead_letter(records[0], reason, "ForwarderCrash")
+        log.error("body quarantined to the DLQ: the forwarder died on it repeatedly",
+                  extra={"spool_position": [at.segment, at.offset], "bytes": len(records[0].value), "reason": reason})
+        await self.delivery.deliver([rec], self._stop)
+        self.builder.tally["dlq:forwarder_crash"] += 1
+        self._complete(_Chunk(end, 1, [rec], {}, records[0].spooled_at_ms, [], time.monotonic()))
         return True
 
-    async def _failed(self, exc: BaseException, inflight: deque[_Chunk], backoff: float) -> tuple[Position, float]:
-        """Drop the pipeline, wait ``backoff``, and restart from the durable cursor."""
-        for chunk in inflight:
-            _settle(chunk.futures)
-        inflight.clear()
-        self._publish_started = None
-        self._mark_down(exc)
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-        except TimeoutError:
-            pass
-        return self.spool.cursor, min(backoff * 2, self.max_backoff_s)
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
-    def report_forwarded(self, events: int, counts: TypeCounts, latency_s: float) -> None:
+    async def _watch(self) -> None:
+        """Once a second: say why a publish waits (aiokafka's own complaint) and, while one waits or
+        Kafka is down, whether Kafka answers at all (a metadata request)."""
+        while True:
+            await asyncio.sleep(PROBE_EVERY_S)
+            st = self.state
+            pending = st.publish_pending_s()
+            if st.broker_up and (pending is None or pending < 2 * PROBE_EVERY_S):
+                continue
+            if pending is not None and pending >= 2 * PROBE_EVERY_S and st.publish_started is not None:
+                st.last_error = f"Kafka has not acknowledged for {pending:.0f} s" + self._why_pending(st.publish_started)
+            st.set_reachable(await self._probe())
+            self.report_status()
+
+    def _why_pending(self, since: float) -> str:
+        refusal = self._refusal
+        if refusal is not None and refusal[0] >= since:
+            return f"; last refusal: {refusal[1]}"
+        said = self._complaints.since(since) if self._complaints else None
+        return f"; Kafka said: {said}" if said else ""
+
+    async def _probe(self) -> bool:
+        producer = self.delivery.current
+        if producer is None:
+            return False
+        try:
+            return bool(await asyncio.wait_for(producer.client.force_metadata_update(), timeout=5.0))
+        except Exception:
+            return False
+
+    # ---- reports (the child process overrides them to send them to the receiver) --------------
+    def report_forwarded(self, events: int, counts: TypeCounts, latency_s: float, tally: dict[str, int]) -> None:
         """Kafka took a chunk: ``events`` records, ``counts`` per type, oldest one spooled ``latency_s`` ago."""
         record_forwarded_metrics(events, counts, latency_s)
+        apply_tally(tally)
 
     def report_down(self) -> None:
-        """A publish failed (``broker_up``/``last_error`` already say why)."""
+        """A publish failed (``state`` says why)."""
         record_down_metrics()
 
+    def report_status(self) -> None:
+        """``state`` changed without a publish (the watch loop)."""
+
     def _mark_down(self, exc: BaseException) -> None:
-        msg = f"{type(exc).__name__}: {exc}"
-        if self.broker_up or self.last_error is None:
+        msg = describe(exc)
+        if self.state.broker_up or self.state.last_error is None:
             log.warning("kafka publish failed, keeping events in the spool", extra={"error": msg})
-        self.broker_up, self.last_error = False, msg
+        self.state.broker_up, self.state.last_error = False, msg
+        self._refusal = (time.monotonic(), msg)
         self.report_down()
 
     async def drain(self, timeout_s: float) -> bool:
@@ -373,9 +364,11 @@ class Forwarder:
 
     async def close(self) -> None:
         self.stop()
-        if self._producer is not None:
-            try:
-                await self._producer.stop()
-            except Exception:
-                log.warning("producer stop failed", exc_info=True)
-            self._producer = None
+        await self.delivery.close()
+
+
+def _settle(parts: list[Part]) -> None:
+    """Abandoned acknowledgements: retrieve their outcome later so none is reported as unhandled."""
+    futures = [p.future for p in parts]
+    if futures:
+        asyncio.ensure_future(asyncio.gather(*futures, return_exceptions=True))

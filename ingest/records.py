@@ -3,30 +3,74 @@
 The receiver spools each body as received (``frame.encode_raw``); the forwarder calls
 ``RecordBuilder.expand`` on it just before publishing. ``--durability broker`` builds records on
 the request path with ``record``.
+
+Nothing here can stop the forwarder: a body the parser refuses, or an event whose record cannot be
+built, becomes a dead letter (``<prefix>.dlq``, reason in the ``schemas.dlq`` headers) and the
+next one goes on.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import Counter
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import orjson
 
-from ingest.spool import frame
-from ingest.spool.frame import SpoolRecord
+from ingest.spool.frame import Headers, SpoolRecord
+from ingest.topic_rules import TimestampBounds
 from schemas import topics
+from schemas.body import DEFAULT_LIMITS, BodyLimits, decode_body
+from schemas.dlq import dlq_headers
 from schemas.envelope import Envelope
-from schemas.parse import BodyError, parse_body
+from schemas.parse import BodyError, parse_body, parse_object
+
+log = logging.getLogger("tpipe.forwarder")
 
 Validator = Callable[[Envelope], list[str]]
 
-#: per event type: [events built, of which invalid (sent to the DLQ)]
+#: per event type: [events built, of which dead-lettered]
 TypeCounts = dict[str, list[int]]
+
+#: header added when the record timestamp is the receive time, not the event's ``created_at``
+TIMESTAMP_SOURCE = "timestamp_source"
+_RECEIVED_AT = b"received_at"
+WORKER = "receiver"
+
+
+class KafkaRecord(NamedTuple):
+    """One record to publish. ``received_at_ms``: when the receiver got its body (the record
+    timestamp used instead of ``created_at`` when a topic refuses the event's own time)."""
+
+    topic: str
+    key: bytes
+    headers: Headers
+    timestamp_ms: int
+    received_at_ms: int
+    value: bytes
+
+
+def _count(counts: TypeCounts, etype: str, dead: bool) -> None:
+    n = counts.get(etype)
+    if n is None:
+        n = counts[etype] = [0, 0]
+    n[0] += 1
+    if dead:
+        n[1] += 1
 
 
 class RecordBuilder:
-    def __init__(self, prefix: str, validator: Validator | None) -> None:
+    def __init__(self, prefix: str, validator: Validator | None, limits: BodyLimits = DEFAULT_LIMITS) -> None:
         self.prefix = prefix
         self.dlq = topics.dlq_topic(prefix)
+        self.limits = limits
+        #: per topic, the record timestamps it accepts (``ingest.topic_rules``); none known: any
+        self.bounds: dict[str, TimestampBounds] = {}
+        #: what happened to records on their way (``timestamp_replaced``, ``dlq:<reason>``), read and
+        #: cleared by the forwarder's reports (``ingest.forward_health.apply_tally``)
+        self.tally: Counter[str] = Counter()
         self._validator = validator
         self._topic_cache: dict[str, str] = {}
 
@@ -36,58 +80,113 @@ class RecordBuilder:
             t = self._topic_cache[env.type] = topics.topic_for(env.type, self.prefix)
         return t
 
-    def record(self, env: Envelope) -> tuple[SpoolRecord, list[str] | None]:
+    def record(self, env: Envelope, now_ms: int | None = None) -> tuple[KafkaRecord, list[str] | None]:
         """The Kafka record for one envelope, and its validation errors (then it goes to the DLQ)."""
         headers = topics.headers_for(env)
         errors = self._validator(env) if self._validator is not None else None
         topic = self.topic(env)
         if errors:
-            # same header names as the workers' dead letters (consumers.runtime.dlq)
-            headers = [
-                *headers,
-                ("dlq_error_type", b"SchemaValidationError"),
-                ("dlq_error", "; ".join(errors[:5]).encode()[:1000]),
-                ("dlq_worker", b"receiver"),
-                ("dlq_source_topic", topic.encode()),
-                ("validation_errors", orjson.dumps(errors[:20])),
-            ]
+            headers = dlq_headers(headers, reason="; ".join(errors[:5]), error_type="SchemaValidationError",
+                                  worker=WORKER, source_topic=topic)
+            headers.append(("validation_errors", orjson.dumps(errors[:20])))
             topic = self.dlq
-        rec = SpoolRecord(topic, topics.key_for(env), headers, env.created_at_ms, env.received_at_ms, env.to_json())
+            self.tally["dlq:schema_invalid"] += 1
+        rec = KafkaRecord(topic, topics.key_for(env), headers, env.created_at_ms, env.received_at_ms, env.to_json())
+        if self.bounds:
+            rec = self.fit_timestamp(rec, now_ms)
         return rec, errors or None
 
-    def build(self, env: Envelope) -> tuple[str, bytes, list[str] | None]:
-        """(topic, frame bytes, validation errors or None) for one envelope."""
-        rec, errors = self.record(env)
-        return rec.topic, frame.encode(*rec), errors
+    # ---- what Kafka would refuse ------------------------------------------------------------------
+    def fit_timestamp(self, rec: KafkaRecord, now_ms: int | None = None) -> KafkaRecord:
+        """``rec`` stamped with its receive time if its topic would refuse its own timestamp."""
+        bounds = self.bounds.get(rec.topic)
+        if bounds is None or rec.timestamp_ms == rec.received_at_ms:
+            return rec
+        if not bounds.refuses(rec.timestamp_ms, now_ms if now_ms is not None else int(time.time() * 1000)):
+            return rec
+        self.tally["timestamp_replaced"] += 1
+        return with_received_time(rec)
 
-    def expand(self, raw: SpoolRecord, counts: TypeCounts) -> list[SpoolRecord]:
+    def dead_letter(self, rec: KafkaRecord, reason: str, error_type: str) -> KafkaRecord:
+        """The DLQ record for a record Kafka refused for good (same key, value and headers)."""
+        headers = dlq_headers(rec.headers, reason=reason, error_type=error_type, worker=WORKER,
+                              source_topic=rec.topic if rec.topic != self.dlq else None)
+        return self.fit_timestamp(KafkaRecord(self.dlq, rec.key, headers, rec.timestamp_ms, rec.received_at_ms, rec.value))
+
+    def raw_dead_letter(self, raw: SpoolRecord, reason: str, error_type: str, **extra: str) -> KafkaRecord:
+        headers = dlq_headers([], reason=reason, error_type=error_type, worker=WORKER)
+        headers.append(("received_at_ms", str(raw.timestamp_ms).encode()))
+        headers.extend((k, v.encode()) for k, v in extra.items())
+        return KafkaRecord(self.dlq, b"", headers, raw.timestamp_ms, raw.timestamp_ms, raw.value)
+
+    # ---- one spooled body -> its records ----------------------------------------------------------
+    def expand(self, raw: SpoolRecord, counts: TypeCounts) -> list[KafkaRecord]:
         """The records for one spooled webhook body (a ``RAW_TOPIC`` frame), counted per type.
 
-        The receiver checked the body before spooling it, so ``BodyError`` here means a body spooled
-        by a receiver with other parsing rules: it is kept, as a dead letter holding the body.
+        A body the parser refuses (spooled under other rules or limits) is kept as a dead letter
+        holding the body. An event whose record cannot be built is dead-lettered on its own
+        (``expand_each``); the body's other events are published.
         """
         try:
-            envs = parse_body(raw.value, received_at_ms=raw.timestamp_ms)
+            envs = parse_body(raw.value, received_at_ms=raw.timestamp_ms, limits=self.limits)
         except BodyError as exc:
-            headers = [
-                ("dlq_error_type", b"BodyError"),
-                ("dlq_error", exc.reason.encode()[:1000]),
-                ("dlq_worker", b"receiver"),
-                ("received_at_ms", str(raw.timestamp_ms).encode()),
-            ]
-            c = counts.setdefault("unparsed", [0, 0])
-            c[0] += 1
-            c[1] += 1
-            return [SpoolRecord(self.dlq, b"", headers, raw.timestamp_ms, raw.spooled_at_ms, raw.value)]
-        out: list[SpoolRecord] = []
-        record = self.record
-        for env in envs:
-            rec, errors = record(env)
-            out.append(rec)
-            n = counts.get(env.type)
-            if n is None:
-                n = counts[env.type] = [0, 0]
-            n[0] += 1
-            if errors:
-                n[1] += 1
+            _count(counts, "unparsed", True)
+            self.tally["dlq:body_unparsed"] += 1
+            return [self.raw_dead_letter(raw, exc.reason, type(exc).__name__)]
+        except Exception:
+            return self.expand_each(raw, counts)
+        out: list[KafkaRecord] = []
+        now_ms = int(time.time() * 1000) if self.bounds else None
+        try:
+            for env in envs:
+                rec, errors = self.record(env, now_ms)
+                out.append(rec)
+                _count(counts, env.type, errors is not None)
+        except Exception:
+            return self.expand_each(raw, counts)
         return out
+
+    def expand_each(self, raw: SpoolRecord, counts: TypeCounts) -> list[KafkaRecord]:
+        """``expand`` one event at a time: each event whose parse or record raises is dead-lettered
+        (its JSON when that can be written, else the whole body with the event's index)."""
+        try:
+            doc = decode_body(raw.value, self.limits)
+        except BodyError as exc:
+            _count(counts, "unparsed", True)
+            self.tally["dlq:body_unparsed"] += 1
+            return [self.raw_dead_letter(raw, exc.reason, type(exc).__name__)]
+        items: list[Any] = [doc] if isinstance(doc, dict) else list(doc)
+        out: list[KafkaRecord] = []
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            try:
+                for env in parse_object(item, received_at_ms=raw.timestamp_ms):
+                    if env.event_id in seen:
+                        continue
+                    seen.add(env.event_id)
+                    rec, errors = self.record(env)
+                    out.append(rec)
+                    _count(counts, env.type, errors is not None)
+            except Exception as exc:
+                reason = f"event {i} of the body could not be built: {type(exc).__name__}: {exc}"
+                log.error("event dead-lettered: its record could not be built",
+                          extra={"item": i, "error": f"{type(exc).__name__}: {exc}"})
+                _count(counts, "unbuildable", True)
+                self.tally["dlq:event_unbuildable"] += 1
+                out.append(self._item_dead_letter(raw, item, i, reason, type(exc).__name__))
+        return out
+
+    def _item_dead_letter(self, raw: SpoolRecord, item: Any, index: int, reason: str, error_type: str) -> KafkaRecord:
+        try:
+            value = orjson.dumps(item)
+        except Exception:  # the event cannot even be written alone: keep the body, say which event
+            return self.raw_dead_letter(raw, reason, error_type, dlq_body_item=str(index))
+        rec = self.raw_dead_letter(raw, reason, error_type)
+        return rec._replace(value=value)
+
+
+def with_received_time(rec: KafkaRecord) -> KafkaRecord:
+    """``rec`` with its receive time as record timestamp, saying so in ``timestamp_source``."""
+    headers = [h for h in rec.headers if h[0] != TIMESTAMP_SOURCE]
+    headers.append((TIMESTAMP_SOURCE, _RECEIVED_AT))
+    return rec._replace(timestamp_ms=rec.received_at_ms, headers=headers)

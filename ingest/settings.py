@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from schemas.body import DEFAULT_LIMITS, BodyLimits
 from tpipe.settings import KafkaSettings
 
 
@@ -52,6 +53,17 @@ class IngestSettings(KafkaSettings):
         3, ge=1, description="chunks submitted to Kafka before the oldest is acknowledged (the next is parsed meanwhile)"
     )
     max_body_bytes: int = Field(1 << 20, description="larger bodies get 413")
+    max_body_depth: int = Field(
+        DEFAULT_LIMITS.max_depth, ge=2, le=200,
+        description="deepest nesting of arrays/objects accepted in a body (deeper: 400)",
+    )
+    max_body_events: int = Field(
+        DEFAULT_LIMITS.max_events, ge=1, description="most events accepted in one JSON array body (more: 413)"
+    )
+    max_body_documents: int = Field(
+        DEFAULT_LIMITS.max_documents, ge=1,
+        description="most concatenated JSON documents accepted in one body (Splunk HEC batching; more: 413)",
+    )
     validate_events: bool = Field(True, description="validate each event against its JSON Schema (invalid ones go to the DLQ)")
     drain_timeout_s: float = Field(15.0, description="on SIGTERM, time allowed to forward the spool before exit")
     broker_timeout_s: float = Field(
@@ -59,3 +71,20 @@ class IngestSettings(KafkaSettings):
     )
     retry_after_s: int = Field(5, description="Retry-After sent with 503")
     log_requests: bool = Field(False, description="one JSON log line per request (one per spool commit always)")
+    stall_after_s: float = Field(
+        120.0, gt=0,
+        description="not ready (and tpipe_forwarder_stalled 1) once the oldest unforwarded body has waited "
+        "this long while Kafka was reachable",
+    )
+    forwarder_max_deaths: int = Field(
+        3, ge=1, description="consecutive forwarder deaths at one spool position that mark the receiver stalled"
+    )
+    forwarder_quarantine_after: int = Field(
+        5, ge=0,
+        description="after this many consecutive forwarder deaths at one spool position, the body there goes "
+        "to the DLQ as received and forwarding goes on (0: never)",
+    )
+
+    def body_limits(self) -> BodyLimits:
+        """The limits the request check and the forwarder's parser both apply."""
+        return BodyLimits(self.max_body_depth, self.max_body_events, self.max_body_documents)

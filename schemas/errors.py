@@ -3,13 +3,14 @@
 ::
 
     SchemaError (ValueError)     base; ``.reason`` is a short human-readable cause
-    ├── BodyError                a webhook body that cannot become events (bad JSON, wrong shape)
+    ├── BodyError                a webhook body that cannot become events (bad JSON, wrong shape, too deep)
+    │   └── BodyTooLargeError    more events or concatenated documents than the limits allow (413)
     └── EnvelopeError            bytes that are not a valid envelope (Kafka value, replay input)
 """
 
 from __future__ import annotations
 
-__all__ = ["BodyError", "EnvelopeError", "SchemaError"]
+__all__ = ["BodyError", "BodyTooLargeError", "EnvelopeError", "SchemaError"]
 
 
 class SchemaError(ValueError):
@@ -22,6 +23,10 @@ class SchemaError(ValueError):
 
 class BodyError(SchemaError):
     """The request body is not JSON, or not an event object / a non-empty array of them."""
+
+
+class BodyTooLargeError(BodyError):
+    """The body holds more events (or concatenated documents) than ``schemas.body.BodyLimits`` allow."""
 
 
 class EnvelopeError(SchemaError):

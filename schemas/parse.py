@@ -13,7 +13,7 @@ import orjson
 
 from schemas._raw import decode_datums
 from schemas._time import iso_to_ms, ms_to_iso, render_as_sent, to_ms
-from schemas.body import decode_body
+from schemas.body import DEFAULT_LIMITS, BodyLimits, decode_body
 from schemas.envelope import Envelope, new_envelope
 from schemas.errors import BodyError
 from schemas.event_types import (
@@ -253,18 +253,34 @@ def parse_object(obj: dict[str, Any], *, received_at_ms: int) -> list[Envelope]:
     return out
 
 
-def parse_body(body: bytes | bytearray | memoryview | str, *, received_at_ms: int) -> list[Envelope]:
-    """All events in a webhook body, normalised to Teslemetry form, in body order.
+def parse_body(
+    body: bytes | bytearray | memoryview | str, *, received_at_ms: int, limits: BodyLimits = DEFAULT_LIMITS
+) -> list[Envelope]:
+    """All distinct events in a webhook body, normalised to Teslemetry form, in body order.
 
-    Raises ``BodyError`` (with ``.reason``) if the body is not JSON, or its top level is not an
-    object / a non-empty array of objects. Anything else parses; unrecognised -> ``unknown``.
+    Raises ``BodyError`` (with ``.reason``) if the body is not JSON, its top level is not an
+    object / a non-empty array of objects, or it is over ``limits`` (the receiver's own check).
+    Anything else parses; unrecognised -> ``unknown``. Identical events inside one body (the same
+    ``event_id``) are returned once, the first occurrence.
     """
-    doc = decode_body(body)  # the receiver's check_body rule: same errors, same reasons
+    doc = decode_body(body, limits)  # the receiver's check_body rule: same errors, same reasons
     received_at = ms_to_iso(received_at_ms)
     out: list[Envelope] = []
     if isinstance(doc, dict):
         _parse_one(doc, received_at_ms, received_at, out)
-        return out
-    for item in doc:
-        _parse_one(item, received_at_ms, received_at, out)
+    else:
+        for item in doc:
+            _parse_one(item, received_at_ms, received_at, out)
+    if len(out) > 1:
+        return _distinct(out)
+    return out
+
+
+def _distinct(envs: list[Envelope]) -> list[Envelope]:
+    seen: set[str] = set()
+    out: list[Envelope] = []
+    for env in envs:
+        if env.event_id not in seen:
+            seen.add(env.event_id)
+            out.append(env)
     return out

@@ -148,3 +148,79 @@ async def produce(
     finally:
         await producer.stop()
     return n
+
+
+async def create_topic(settings: KafkaSettings, name: str, configs: dict[str, str], partitions: int = 3) -> None:
+    """Create ``name`` with ``configs`` (as an operator would before tpipe starts: tpipe then leaves it as is)."""
+    from aiokafka.admin import NewTopic
+
+    from tpipe.kafka_clients import make_admin
+
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        resp = await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+        errors = [e for e in resp.topic_errors if e[1]]
+        assert not errors, f"create_topics {name}: {errors}"
+    finally:
+        await admin.close()
+
+
+async def alter_topic(settings: KafkaSettings, name: str, configs: dict[str, str]) -> None:
+    """Change topic configs (incrementally: the others keep their values)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from tpipe.kafka_clients import make_admin
+
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        current = {}
+        for resp in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)]):
+            for res in resp.resources:
+                for entry in res[4]:
+                    # only values set on the topic itself: AlterConfigs replaces the whole set
+                    if entry[1] is not None and len(entry) > 3 and entry[3] in (1, False):
+                        current[entry[0]] = entry[1]
+        current.update(configs)
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, current)])
+    finally:
+        await admin.close()
+
+
+#: server properties for a broker that enforces ACLs but allows everything no ACL mentions
+ACL_BROKER_OVERRIDES = {
+    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "allow.everyone.if.no.acl.found": "true",
+}
+_TOPIC, _LITERAL, _WRITE, _DENY = 2, 3, 4, 2  # Kafka's ResourceType, PatternType, AclOperation, AclPermissionType
+
+
+async def _acl_request(settings: KafkaSettings, request: Any) -> Any:
+    from tpipe.kafka_clients import make_admin
+
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        client = admin._client
+        return await client.send(client.get_random_node(), request)
+    finally:
+        await admin.close()
+
+
+async def deny_writes(settings: KafkaSettings, topic: str, principal: str = "User:ANONYMOUS") -> None:
+    """A DENY WRITE ACL on ``topic`` (the broker answers TOPIC_AUTHORIZATION_FAILED to producers)."""
+    from aiokafka.protocol.admin import CreateAclsRequest
+
+    resp = await _acl_request(settings, CreateAclsRequest(_TOPIC, topic, _LITERAL, principal, "*", _WRITE, _DENY))
+    errors = [r for r in resp.creation_responses if r[0]]
+    assert not errors, f"CreateAcls: {errors}"
+
+
+async def allow_writes_again(settings: KafkaSettings, topic: str, principal: str = "User:ANONYMOUS") -> None:
+    """Remove the ACL ``deny_writes`` added."""
+    from aiokafka.protocol.admin import DeleteAclsRequest
+
+    resp = await _acl_request(settings, DeleteAclsRequest(_TOPIC, topic, _LITERAL, principal, "*", _WRITE, _DENY))
+    errors = [r for r in resp.filter_responses if r[0]]
+    assert not errors and resp.filter_responses[0][2], f"DeleteAcls: {resp.filter_responses}"

@@ -257,10 +257,15 @@ def test_array_mixing_formats() -> None:
     assert [e.source_format.value for e in envs] == ["tesla_raw", "splunk", "teslemetry"]
 
 
-def test_identical_events_in_one_array_share_an_id() -> None:
+def test_identical_events_in_one_body_are_returned_once_in_first_occurrence_order() -> None:
     ev = orjson.loads(load("teslemetry/state.json"))
-    a, b = parse_body(orjson.dumps([ev, ev]), received_at_ms=RX)
-    assert a.event_id == b.event_id
+    other = {**ev, "state": "online" if ev["state"] != "online" else "asleep"}
+    envs = parse_body(orjson.dumps([ev, other, ev, {**ev}, other]), received_at_ms=RX)
+    assert [e.payload["state"] for e in envs] == [ev["state"], other["state"]]
+    assert len({e.event_id for e in envs}) == 2
+    # also across concatenated documents (Splunk HEC batching)
+    body = orjson.dumps(ev) + b"\n" + orjson.dumps(ev) + b"\n" + orjson.dumps(other)
+    assert [e.payload["state"] for e in parse_body(body, received_at_ms=RX)] == [ev["state"], other["state"]]
 
 
 # --- event ids ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import InvalidConfigurationError, for_code
 
 from tpipe.settings import KafkaSettings
 
@@ -54,7 +54,8 @@ def producer_config(s: KafkaSettings, *, role: str = "producer", **overrides: An
         compression_type="lz4",
         linger_ms=5,
         max_batch_size=256 * 1024,
-        max_request_size=4 * 1024 * 1024,
+        # one record as large as the topics tpipe creates take (see topic_configs), plus headroom
+        max_request_size=max(4 << 20, s.topic_max_message_bytes + (64 << 10)),
         request_timeout_ms=30_000,
     )
     cfg.update(overrides)
@@ -93,8 +94,29 @@ def make_admin(s: KafkaSettings, **overrides: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**cfg)
 
 
+#: Kafka's longest duration: a timestamp bound of this size accepts any event time.
+ANY_TIME_MS = str(2**63 - 1)
+#: Set on every topic tpipe creates: events carry the car's clock as record timestamp, and a car
+#: an hour ahead (Kafka 4 refuses records > 1 h in the future by default) or a backlog drained
+#: after a long outage must never be refused for it.
+TIMESTAMP_CONFIGS = {
+    "message.timestamp.after.max.ms": ANY_TIME_MS,
+    "message.timestamp.before.max.ms": ANY_TIME_MS,
+}
+
+
+def topic_configs(s: KafkaSettings) -> dict[str, str]:
+    """The configs every topic tpipe creates gets (retention, size, timestamp bounds)."""
+    configs = {**TIMESTAMP_CONFIGS, "max.message.bytes": str(s.topic_max_message_bytes)}
+    if s.topic_retention_ms is not None:
+        configs["retention.ms"] = str(s.topic_retention_ms)
+    return configs
+
+
 async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int | None = None) -> list[str]:
-    """Create the topics that are missing; returns the names created. Safe to call concurrently."""
+    """Create the topics that are missing; returns the names created. Safe to call concurrently.
+
+    Existing topics are left as they are (the forwarder adapts to their timestamp bounds)."""
     admin = make_admin(s)
     try:
         await admin.start()
@@ -102,22 +124,34 @@ async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int |
         missing = [n for n in dict.fromkeys(names) if n not in existing]
         if not missing:
             return []
-        configs: dict[str, str] = {}
-        if s.topic_retention_ms is not None:
-            configs["retention.ms"] = str(s.topic_retention_ms)
-        new = [
-            NewTopic(
-                name=n,
-                num_partitions=partitions or s.topic_partitions,
-                replication_factor=s.topic_replication_factor,
-                topic_configs=configs,
-            )
-            for n in missing
-        ]
-        try:
-            await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass
+        configs = topic_configs(s)
+
+        def new_topics(topic_names: list[str], cfg: dict[str, str]) -> list[NewTopic]:
+            return [
+                NewTopic(
+                    name=n,
+                    num_partitions=partitions or s.topic_partitions,
+                    replication_factor=s.topic_replication_factor,
+                    topic_configs=cfg,
+                )
+                for n in topic_names
+            ]
+
+        refused = _config_refusals(await admin.create_topics(new_topics(missing, configs)))
+        if refused:  # brokers before Kafka 3.6 lack the timestamp bounds (and accept any time by default)
+            older = {k: v for k, v in configs.items() if k not in TIMESTAMP_CONFIGS}
+            await admin.create_topics(new_topics(refused, older))
         return missing
     finally:
         await admin.close()
+
+
+def _config_refusals(response: Any) -> list[str]:
+    """Topics a CreateTopics response refused for their configs (other errors, such as
+    "already exists" from a concurrent creator, are not ours to handle)."""
+    out = []
+    for entry in getattr(response, "topic_errors", ()):
+        name, code = entry[0], entry[1]
+        if code and for_code(code) is InvalidConfigurationError:
+            out.append(name)
+    return out

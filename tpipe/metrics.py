@@ -50,6 +50,37 @@ FORWARD_LATENCY = Histogram(
 )
 FORWARD_ERRORS = Counter("tpipe_forward_errors_total", "Failed Kafka publish attempts", registry=REGISTRY)
 BROKER_UP = Gauge("tpipe_broker_up", "1 when the last Kafka request succeeded", registry=REGISTRY)
+FORWARD_DEAD_LETTERS = Counter(
+    "tpipe_forward_dead_letters_total",
+    "Records the receiver sent to the DLQ instead of their topic, by reason (schema_invalid, body_unparsed, "
+    "event_unbuildable, kafka_refused, forwarder_crash)",
+    ["reason"], registry=REGISTRY,
+)
+FORWARD_TIMESTAMP_REPLACED = Counter(
+    "tpipe_forward_timestamp_replaced_total",
+    "Records stamped with their receive time because their topic refuses the event's own time",
+    registry=REGISTRY,
+)
+FORWARDER_RESTARTS = Counter(
+    "tpipe_forwarder_restarts_total", "Times the forwarder (process or task) ended unexpectedly and was restarted",
+    registry=REGISTRY,
+)
+FORWARDER_STALLED = Gauge(
+    "tpipe_forwarder_stalled",
+    "1 while forwarding is stuck: the oldest unforwarded body waited longer than --stall-after-s while Kafka "
+    "was reachable, or the forwarder died repeatedly at one spool position",
+    registry=REGISTRY,
+)
+KAFKA_REACHABLE = Gauge(
+    "tpipe_kafka_reachable", "1 when the forwarder's last Kafka request or metadata probe got an answer",
+    registry=REGISTRY,
+)
+BODIES_REFUSED = Counter(
+    "tpipe_bodies_refused_total",
+    "Webhook bodies refused on the request path, by reason (invalid, too_deep, too_many_events, too_large, "
+    "unauthorized, internal_error)",
+    ["reason"], registry=REGISTRY,
+)
 
 # --- workers ----------------------------------------------------------------------------------
 WORKER_PROCESSED = Counter(

@@ -37,3 +37,7 @@ class KafkaSettings(BaseSettings):
     topic_retention_ms: int | None = Field(
         None, description="retention.ms for topics tpipe creates (None: the broker's default)"
     )
+    topic_max_message_bytes: int = Field(
+        8 << 20, ge=1 << 20,
+        description="max.message.bytes for topics tpipe creates (room for the largest accepted webhook body)",
+    )
