@@ -40,6 +40,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    query: str = ""
 
 
 @dataclass
@@ -63,7 +64,7 @@ class HookServer:
             with self._lock:
                 n = len(self.requests)
                 status = 500 if n < self.fail_first else self.status
-                self.requests.append(Received(dict(request.headers), body, status))
+                self.requests.append(Received(dict(request.headers), body, status, request.url.query))
             return JSONResponse({"n": n}, status_code=status)
 
         app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
