@@ -2,7 +2,12 @@
 
 Sources: tokens given on the command line / environment (``--token``) and a tokens file managed by
 ``tpipe token new|list|revoke``. The file stores digests only; the receiver reloads it when it
-changes (checked every second) or on SIGHUP, without a restart.
+changes (checked every second) or on SIGHUP, without a restart. The file is written 0600 (never
+readable by others, whatever the umask), through a temporary file renamed over it.
+
+A token the store accepts is registered with ``tpipe.logs.register_secret`` the first time it is
+seen, so a token that exists only as a digest here (``tpipe token new``) is redacted from log lines
+as a literal too, not only where a pattern recognises it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+from tpipe.logs import register_secret
 
 MAX_ACTIVE_TOKENS = 10
 
@@ -67,8 +74,12 @@ class TokensFile:
             ]
         }
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-        os.chmod(tmp, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # exactly 0600 before a byte is written (a leftover tmp may be looser)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.path)
 
     def new(self, label: str = "") -> tuple[str, TokenEntry]:
@@ -104,6 +115,7 @@ class TokenStore:
         self._file = TokensFile(tokens_file) if tokens_file else None
         self._file_stamp: tuple[int, int, int] | None = None
         self._digests: tuple[bytes, ...] = ()
+        self._registered: set[bytes] = set()  # digests of accepted tokens already registered as secrets
         self.reload()
 
     def reload(self) -> bool:
@@ -144,4 +156,7 @@ class TokenStore:
         ok = False
         for known in self._digests:  # compare against all, no early exit
             ok |= hmac.compare_digest(d, known)
+        if ok and d not in self._registered:
+            self._registered.add(d)
+            register_secret(token)  # a tokens-file token is known here only now: redact it as a literal
         return ok

@@ -91,7 +91,7 @@ async def test_alerts_worker_end_to_end(kafka_settings: KafkaSettings, db_url: s
 
     # HTTP: every notification once (ids distinct), signed; the first two requests were refused and retried.
     accepted = hook.accepted()
-    ids = [r.headers["x-tpipe-notification-id"] for r in accepted]
+    ids = [r.headers["webhook-id"] for r in accepted]
     assert sorted(ids) == expected_ids
     assert len(hook.all()) == len(accepted) + 2
     for r in hook.all():

@@ -1,9 +1,14 @@
 """`tpipe replay --to-url` into this project's own receiver (`tpipe serve`, a real process): the
-receiver recomputes the same event_ids, and one VIN's events arrive in order."""
+receiver recomputes the same event_ids, and one VIN's events arrive in order; and a token in the
+--to-url query string never shows in replay's output."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -14,7 +19,17 @@ from schemas.envelope import Envelope
 from schemas.topics import topic_for
 from tests.kafka_broker import broker_settings, read_all
 from tests.processes import TOKEN, new_receiver
-from tests.test_replay_helpers import MIN, VINS, iso, kafka_args, make_history, run_cli
+from tests.test_notify_http import HookServer
+from tests.test_replay_helpers import (
+    MIN,
+    VINS,
+    build_history,
+    iso,
+    kafka_args,
+    make_history,
+    produce_history,
+    run_cli,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -68,3 +83,50 @@ def test_replay_to_own_receiver_keeps_event_ids(
     for e in got:
         assert e.payload == by_id[e.event_id].payload
         assert e.created_at_ms == by_id[e.event_id].created_at_ms
+
+
+def _replay_process(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``tpipe --log-level DEBUG replay <argv>`` as a real process: its real stdout and stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
+    return subprocess.run([sys.executable, "-m", "tpipe.cli", "--log-level", "DEBUG", "replay", *argv],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_replay_to_url_never_prints_the_token_in_its_query(kafka_bootstrap: str) -> None:
+    src = broker_settings(kafka_bootstrap, topic_prefix=f"q{uuid.uuid4().hex[:8]}", topic_partitions=1)
+    base = (int(time.time() * 1000) // MIN) * MIN - 60 * MIN
+    history = build_history(base, minutes=3)
+    asyncio.run(produce_history(src, history))
+    expected = history.select({"data"}, set(VINS), 0, base + 60 * MIN)
+    secret = "qs-secret-" + uuid.uuid4().hex
+    select = ["--types", "data", *kafka_args(src)]
+
+    # a receiver that fails once (a retry, logged) and then accepts everything
+    hook = HookServer(fail_first=1).start()
+    try:
+        res = _replay_process(*select, "--to-url", f"{hook.url}?token={secret}&x=1")
+    finally:
+        hook.stop()
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert f"sent={len(expected)}" in res.stderr and "retries=1" in res.stderr, res.stderr[-2000:]
+    assert f"target=url {hook.url}?token=***&x=1" in res.stderr  # shown, with the token redacted
+    assert "replay POST retried" in res.stderr and "HTTP Request: POST" in res.stderr  # logs were on
+    assert {r.query for r in hook.all()} == {f"token={secret}&x=1"}, "the real URL was requested"
+    assert len(hook.accepted()) == len(expected)
+    assert secret not in out
+
+    # a receiver that refuses: the error names the URL, without the token
+    hook = HookServer(status=400).start()
+    try:
+        res = _replay_process(*select, "--to-url", f"{hook.url}?token={secret}")
+    finally:
+        hook.stop()
+    assert res.returncode == 1
+    assert f"tpipe replay: error: POST {hook.url}?token=*** answered 400" in res.stderr, res.stderr[-2000:]
+    assert secret not in res.stdout + res.stderr
+
+    # not a URL replay can post to: refused before anything is read
+    res = _replay_process(*select, "--to-url", f"ftp://127.0.0.1/hook?token={secret}")
+    assert res.returncode == 1 and "--to-url must be an http:// or https:// URL" in res.stderr, res.stderr
+    assert secret not in res.stdout + res.stderr

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from ingest.spool import frame
-from ingest.spool.files import Position, list_segments, segment_path
+from ingest.spool.files import CURSOR_NAME, Position, list_segments, segment_path
 from ingest.spool.log import Spool, SpoolFull, SpoolWriteError
 
 
@@ -190,3 +194,115 @@ async def test_preallocated_zero_tail_is_the_clean_end_after_a_crash(tmp_path: P
     assert _values(_read_all(again)[0]) == list(range(50))
     await again.close()
     await spool.close()
+
+
+def _modes(root: Path) -> dict[str, int]:
+    """Permission bits of the spool directory ("." ) and of everything under it, by relative path."""
+    out = {".": stat.S_IMODE(root.stat().st_mode)}
+    for p in root.rglob("*"):
+        out[str(p.relative_to(root))] = stat.S_IMODE(p.lstat().st_mode)
+    return out
+
+
+async def _spool_with_every_kind_of_file(root: Path) -> None:
+    """Segments (several), the cursor, and a quarantined torn tail with its report."""
+    spool = await _open(root, segment_bytes=4096)
+    for i in range(40):
+        await spool.append([_frame(i)])
+    await spool.close()
+    with open(segment_path(root, list_segments(root)[-1]), "ab") as fh:
+        fh.write(_frame(99)[:-37])  # a torn write
+    again = await _open(root, segment_bytes=4096)
+    assert again.recovery is not None and again.recovery.damaged
+    records, end = again.read(again.cursor, max_records=10)  # forward some: the cursor is written
+    again.advance(end, len(records))
+    await again.append([_frame(100)])
+    await again.close()
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o000])
+async def test_a_new_spool_is_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    root = tmp_path / "var" / "spool"
+    old = os.umask(umask)
+    try:
+        await _spool_with_every_kind_of_file(root)
+    finally:
+        os.umask(old)
+    modes = _modes(root)
+    files = {name for name in modes if name != "." and name != "corrupt"}
+    assert CURSOR_NAME in files and "corrupt/report.jsonl" in files
+    assert any(n.endswith(".seg") for n in files) and any(n.endswith(".bin") for n in files)
+    assert modes["."] == 0o700 and modes["corrupt"] == 0o700, modes
+    assert {n: m for n, m in modes.items() if n in files and m != 0o600} == {}, "every file is 0600"
+
+
+async def test_an_existing_loose_spool_is_tightened_on_open_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "spool"
+    await _spool_with_every_kind_of_file(root)
+    pending = _values(_read_all(await _open(root, segment_bytes=4096))[0])
+    for p in [root, root / "corrupt"]:  # as an older version or a careless copy left them
+        os.chmod(p, 0o755)
+    for p in root.rglob("*"):
+        if p.is_file():
+            os.chmod(p, 0o644)
+    with caplog.at_level(logging.WARNING, logger="tpipe.spool"):
+        again = await _open(root, segment_bytes=4096)
+    modes = _modes(root)
+    assert modes["."] == 0o700 and modes["corrupt"] == 0o700
+    assert {n: m for n, m in modes.items() if n not in (".", "corrupt") and m != 0o600} == {}
+    (rec,) = [r for r in caplog.records if r.getMessage() == "spool permissions tightened"]
+    changed = rec.changed  # type: ignore[attr-defined]
+    assert f"{CURSOR_NAME} 644->600" in changed and "corrupt/report.jsonl 644->600" in changed
+    assert f"{root.name}/ 755->700" in changed and "corrupt/ 755->700" in changed
+    assert _values(_read_all(again)[0]) == pending, "the data is untouched"
+    await again.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpipe.spool"):
+        await (await _open(root, segment_bytes=4096)).close()
+    assert not [r for r in caplog.records if r.getMessage() == "spool permissions tightened"], "nothing to do now"
+
+
+_OPEN_AND_APPEND = """
+import asyncio, sys
+from pathlib import Path
+from ingest.spool import frame
+from ingest.spool.log import Spool
+from tpipe.logs import configure_logging
+
+async def main() -> None:
+    spool = Spool(Path(sys.argv[1]), max_bytes=1 << 30, segment_bytes=1 << 20)
+    spool.open()
+    spool.start()
+    await spool.append([frame.encode("t", b"k", [], 1, 2, b"{}")])
+    await spool.close()
+
+configure_logging("INFO")
+asyncio.run(main())
+"""
+
+
+def test_a_spool_dir_the_receiver_does_not_own_opens_and_says_so(tmp_path: Path) -> None:
+    """A volume root owned by someone else with a group set (Kubernetes' fsGroup): the spool cannot chmod
+    it, so it logs that and opens anyway; the files it creates are 0600. Runs without CAP_FOWNER, so root
+    is refused like any other non-owner."""
+    root = tmp_path / "spool"
+    root.mkdir()
+    os.chown(root, 65534, 65534)
+    os.chmod(root, 0o2775)
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        ["setpriv", "--bounding-set=-fowner", "--inh-caps=-fowner", sys.executable, "-c", _OPEN_AND_APPEND,
+         str(root)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}, "PYTHONPATH": str(repo)},
+    )
+    assert res.returncode == 0, res.stderr
+    assert "spool permissions could not be tightened (not the owner)" in res.stderr
+    assert "Operation not permitted" in res.stderr
+    modes = _modes(root)
+    assert modes["."] == 0o2775  # left as it was
+    files = {n: m for n, m in modes.items() if n != "."}
+    assert CURSOR_NAME in files and any(n.endswith(".seg") for n in files)
+    assert set(files.values()) == {0o600}

@@ -122,6 +122,23 @@ def test_list_shows_ids_and_labels_never_tokens_and_revoke_marks_revoked(
     assert rc == 2 and "tok_nope" in err
 
 
+def test_tokens_file_stays_0600_with_a_permissive_umask(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "tokens.json"
+    leftover = tmp_path / "tokens.json.tmp"  # an interrupted earlier write, readable by everyone
+    leftover.write_text("{}")
+    os.chmod(leftover, 0o666)
+    old = os.umask(0o002)
+    try:
+        _, token_id = new_token(capsys, f, "a")
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+        assert token_cli(capsys, f, "revoke", token_id)[0] == 0
+        new_token(capsys, f, "b")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    assert not leftover.exists()
+
+
 def test_at_most_ten_active_tokens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "tokens.json"
     ids = [new_token(capsys, f, f"t{i}")[1] for i in range(MAX_ACTIVE_TOKENS)]

@@ -17,14 +17,25 @@ from typing import Any
 import orjson
 
 _REDACTED = "***"
+# A key naming a token: token, access_token, refresh_token, id_token, api_token, ...
+_TOKEN_KEY = r"(?:[a-z0-9]+_)*token"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # ?token=abc / &token=abc (also access_token, sasl passwords in URLs)
-    (re.compile(r"(?i)([?&](?:access_)?token=)[^&\s\"']+"), r"\1" + _REDACTED),
+    # token=abc wherever a query string shows it: ?token=abc, &token=abc, a query string logged without
+    # its '?' ("token=abc&x=1"), and its URL-encoded form inside another URL (%3Ftoken%3Dabc%26...).
+    # The key must start a word, so "mytoken=" or "tokens=" is left alone.
+    (re.compile(r"(?i)(?:(?<![A-Za-z0-9_])|(?<=%3F)|(?<=%26))(" + _TOKEN_KEY + r"(?:=|%3D))(?:(?!%26)[^&\s\"'#])+"),
+     r"\1" + _REDACTED),
+    # a quoted key in a rendered dict or JSON: {'token': 'abc'}, "access_token": "abc"
+    (re.compile(r"(?i)(['\"]" + _TOKEN_KEY + r"['\"]\s*:\s*['\"])[^'\"]+"), r"\1" + _REDACTED),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + _REDACTED),
     (re.compile(r"(?i)((?:sasl_plain_)?password['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1" + _REDACTED),
     (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\n,}]+"), r"\1" + _REDACTED),
 )
-_extra_secrets: set[str] = set()
+# Extra fields whose whole (string) value is a secret, whatever it looks like.
+_SECRET_FIELD = re.compile(r"(?i)^(?:.*_)?(?:" + _TOKEN_KEY + r"|password|secret|authorization)$")
+# Literal secrets, longest first (a secret containing another is replaced whole). A tuple replaced on
+# each registration: log calls from other threads iterate a snapshot, never a set being resized.
+_extra_secrets: tuple[str, ...] = ()
 
 _STD_ATTRS = frozenset(
     vars(logging.LogRecord("x", 0, "x", 0, "x", None, None)).keys() | {"message", "asctime", "taskName"}
@@ -32,9 +43,10 @@ _STD_ATTRS = frozenset(
 
 
 def register_secret(secret: str | None) -> None:
-    """Redact this literal value wherever it appears (tokens from the CLI, SASL passwords)."""
-    if secret and len(secret) >= 4:
-        _extra_secrets.add(secret)
+    """Redact this literal value wherever it appears (webhook tokens, SASL passwords, signing keys)."""
+    global _extra_secrets
+    if secret and len(secret) >= 4 and secret not in _extra_secrets:
+        _extra_secrets = tuple(sorted({*_extra_secrets, secret}, key=len, reverse=True))
 
 
 # Every pattern above needs one of these words: one search tells most strings (ids, paths) are clean.
@@ -42,24 +54,21 @@ _TRIGGER = re.compile(r"(?i)token|bearer|password|authorization")
 
 
 def redact(text: str) -> str:
-    if _TRIGGER.search(text) is None:
-        for secret in _extra_secrets:
-            if secret in text:
-                text = text.replace(secret, _REDACTED)
-        return text
-    for pattern, repl in _PATTERNS:
-        text = pattern.sub(repl, text)
+    """``text`` with webhook tokens, bearer credentials, passwords and registered secrets as ``***``."""
+    if _TRIGGER.search(text) is not None:
+        for pattern, repl in _PATTERNS:
+            text = pattern.sub(repl, text)
     for secret in _extra_secrets:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     return text
 
 
-def _clean(value: Any) -> Any:
+def _clean(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return _REDACTED if value and _SECRET_FIELD.match(key) else redact(value)
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: _clean(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
@@ -76,7 +85,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STD_ATTRS and not key.startswith("_"):
-                out[key] = _clean(value)
+                out[key] = _clean(value, key)
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(out, default=str).decode()

@@ -46,10 +46,16 @@ def build_worker(settings: AlertsSettings) -> AlertsWorker:
 
 def _consume(args: argparse.Namespace) -> int:
     from consumers.alerts.rules import RulesError
+    from consumers.notify.settings import NotifyConfigError
     from consumers.runtime import run_worker
 
     settings = settings_from_args(AlertsSettings, args)
     settings.register_secrets(settings.alerts_db_url)
+    try:
+        settings.check_notify()
+    except NotifyConfigError as exc:
+        print(f"tpipe consume alerts: error: {exc}", file=sys.stderr)
+        return 2
     try:
         worker = build_worker(settings)
     except RulesError as exc:

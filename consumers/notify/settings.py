@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from consumers.notify.sinks import DeadLetterWriter, HttpSink, KafkaSink, LogSink, Sink
+from consumers.notify.signing import SecretError, secret_key
+from consumers.notify.sinks import DeadLetterWriter, HttpSink, KafkaSink, LogSink, NotifyConfigError, Sink
 
-__all__ = ["NotifySettings", "build_sinks"]
+__all__ = ["NotifyConfigError", "NotifySettings", "build_sinks"]
 
 
 class NotifySettings(BaseSettings):
@@ -20,22 +22,61 @@ class NotifySettings(BaseSettings):
     notify_log: bool = Field(True, description="log each notification")
     notify_kafka: bool = Field(True, description="publish notifications to <prefix>.notifications")
     notify_http_url: str | None = Field(None, description="POST notifications (JSON) to this URL")
-    notify_http_secret: SecretStr | None = Field(
-        None, description="HMAC-SHA256 key for the X-Tpipe-Signature header"
+    notify_http_secret: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Standard Webhooks signing secret, whsec_<base64> (any other string is used as its bytes); "
+        "several sign with each, for rotation (env: comma-separated or a JSON list)",
+    )
+    notify_unsigned: bool = Field(
+        False, description="allow --notify-http-url without a secret: notifications go out unsigned"
     )
     notify_http_attempts: int = Field(5, ge=1, description="HTTP tries before dead-lettering")
     notify_http_backoff_s: float = Field(0.5, ge=0, description="first retry delay (doubles, max 30 s)")
     notify_http_timeout_s: float = Field(10.0, gt=0, description="HTTP request timeout")
     notify_poll_interval_s: float = Field(5.0, gt=0, description="how often pending notifications are retried")
 
+    @field_validator("notify_http_secret", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        """One secret, several comma-separated, a JSON list, or a list of any of these."""
+        if value is None:
+            return []
+        items = value if isinstance(value, (list, tuple)) else [value]
+        out: list[Any] = []
+        for item in items:
+            if not isinstance(item, str):
+                out.append(item)  # a SecretStr already
+            elif item.lstrip().startswith("["):
+                out.extend(json.loads(item))
+            else:
+                out.extend(part.strip() for part in item.split(",") if part.strip())
+        return out
+
+    def http_secrets(self) -> list[str]:
+        return [s.get_secret_value() for s in self.notify_http_secret]
+
+    def check_notify(self) -> None:
+        """Refuse (``NotifyConfigError``, one line) an HTTP sink without a secret unless
+        ``notify_unsigned``, and a secret that cannot be used."""
+        for secret in self.http_secrets():
+            try:
+                secret_key(secret)
+            except SecretError as exc:
+                raise NotifyConfigError(f"--notify-http-secret: {exc}") from None
+        if self.notify_http_url and not self.notify_http_secret and not self.notify_unsigned:
+            raise NotifyConfigError(
+                "--notify-http-url is set but no --notify-http-secret (TPIPE_NOTIFY_HTTP_SECRET): refusing to send "
+                "unsigned notifications; give a whsec_ secret, or --notify-unsigned to send them unsigned"
+            )
+
     def register_secrets(self, *db_urls: str) -> None:
-        """Keep the HMAC key and database passwords out of every log line (``tpipe.logs``)."""
+        """Keep the signing secrets and database passwords out of every log line (``tpipe.logs``)."""
         from sqlalchemy.engine import make_url
 
         from tpipe.logs import register_secret
 
-        if self.notify_http_secret is not None:
-            register_secret(self.notify_http_secret.get_secret_value())
+        for secret in self.http_secrets():
+            register_secret(secret)
         for url in db_urls:
             try:
                 register_secret(make_url(url).password)
@@ -46,7 +87,9 @@ class NotifySettings(BaseSettings):
 def build_sinks(
     s: NotifySettings, *, producer: Any | None, notifications_topic: str, dlq_topic: str, worker: str
 ) -> list[Sink]:
-    """The configured sinks; the Kafka sink and dead-lettering need ``producer``."""
+    """The configured sinks; the Kafka sink and dead-lettering need ``producer``. Raises
+    ``NotifyConfigError`` for an HTTP sink without a secret (unless ``notify_unsigned``)."""
+    s.check_notify()
     sinks: list[Sink] = []
     if s.notify_log:
         sinks.append(LogSink())
@@ -56,7 +99,8 @@ def build_sinks(
         sinks.append(
             HttpSink(
                 s.notify_http_url,
-                secret=s.notify_http_secret.get_secret_value() if s.notify_http_secret else None,
+                secrets=s.http_secrets(),
+                unsigned=s.notify_unsigned,
                 attempts=s.notify_http_attempts,
                 backoff_s=s.notify_http_backoff_s,
                 timeout_s=s.notify_http_timeout_s,

@@ -8,20 +8,21 @@ pending and tries that sink again later.
 Errors::
 
     NotifyError
-     └── DeliveryError      the sink could not take it now (retry later)
+     ├── DeliveryError      the sink could not take it now (retry later)
+     └── NotifyConfigError  the sink cannot be set up as configured (e.g. HTTP without a secret)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
 
 from consumers.notify.model import Notification
-from consumers.notify.signing import ID_HEADER, KIND_HEADER, signed_headers
+from consumers.notify.signing import KIND_HEADER, SecretError, secret_key, signed_headers
 from consumers.sqlstore import now_ms
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "HttpSink",
     "KafkaSink",
     "LogSink",
+    "NotifyConfigError",
     "NotifyError",
     "Sink",
 ]
@@ -46,6 +48,10 @@ class NotifyError(Exception):
 
 class DeliveryError(NotifyError):
     """A sink could not deliver now; the notification stays pending."""
+
+
+class NotifyConfigError(NotifyError, ValueError):
+    """A sink cannot be built from the configuration given (the worker refuses to start)."""
 
 
 class Sink(Protocol):
@@ -140,12 +146,15 @@ class KafkaSink:
 
 
 class HttpSink:
-    """POSTs the notification JSON, signed (see ``signing``), retrying with exponential backoff.
+    """POSTs the notification JSON, signed the Standard Webhooks way (see ``signing``), retrying with
+    exponential backoff.
 
-    Retries on connection errors, timeouts, 408, 429 and 5xx, ``attempts`` times in all, waiting
-    ``backoff_s * 2**n`` (capped at ``backoff_max_s``) between tries; then — or at once on any other
-    4xx, which a retry will not fix — writes it to the dead-letter topic. The timestamp and
-    signature are recomputed for each attempt; the notification id header stays the same.
+    Signed with every secret in ``secrets`` (several while rotating); without any it refuses to be
+    built (``NotifyConfigError``) unless ``unsigned`` is set. Retries on connection errors,
+    timeouts, 408, 429 and 5xx, ``attempts`` times in all, waiting ``backoff_s * 2**n`` (capped at
+    ``backoff_max_s``) between tries; then — or at once on any other 4xx, which a retry will not
+    fix — writes it to the dead-letter topic. The timestamp and signatures are recomputed for each
+    attempt; ``webhook-id`` (the notification id) stays the same.
     """
 
     name = "http"
@@ -154,15 +163,21 @@ class HttpSink:
         self,
         url: str,
         *,
-        secret: str | None,
+        secrets: Sequence[str | bytes] = (),
+        unsigned: bool = False,
         attempts: int = 5,
         backoff_s: float = 0.5,
         backoff_max_s: float = 30.0,
         timeout_s: float = 10.0,
         dead_letter: DeadLetter | None = None,
     ) -> None:
+        if not secrets and not unsigned:
+            raise NotifyConfigError("an HTTP notification sink needs a signing secret (or unsigned=True)")
+        try:
+            self._keys = [secret_key(s) for s in secrets]
+        except SecretError as exc:
+            raise NotifyConfigError(f"notification signing secret: {exc}") from None
         self.url = url
-        self._secret = secret
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
         self._backoff_max_s = backoff_max_s
@@ -189,9 +204,8 @@ class HttpSink:
                 await asyncio.sleep(min(self._backoff_max_s, self._backoff_s * 2 ** (attempt - 1)))
             headers = {
                 "Content-Type": "application/json",
-                ID_HEADER: n.notification_id,
                 KIND_HEADER: n.kind,
-                **signed_headers(self._secret, body),
+                **signed_headers(self._keys, n.notification_id, body),
             }
             try:
                 resp = await self._client.post(self.url, content=body, headers=headers)

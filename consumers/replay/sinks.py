@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 from typing import IO, Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import orjson
@@ -14,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from consumers.replay.selection import ReplayError, ReplayEvent
 from tpipe.kafka_clients import ensure_topics, make_producer
-from tpipe.logs import register_secret
+from tpipe.logs import redact, register_secret
 from tpipe.settings import KafkaSettings
 
 __all__ = ["FileSink", "Sink", "TopicSink", "UrlSink"]
@@ -114,12 +115,25 @@ class UrlSink:
     receiver computes the same ``event_id`` again; its 202 answer lists the ids it computed and
     any difference is counted (``id_mismatches``). 429/5xx and connection errors are retried
     (``Retry-After`` honoured); any other non-2xx answer stops the replay.
+
+    The URL may carry the receiver's token (``?token=...``): it is requested as given, but shown
+    (summary, errors, logs) as ``shown_url``, with the token's value redacted, and the value is
+    registered as a secret so no log line carries it either.
     """
 
     RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
     def __init__(self, url: str, token: str | None, *, timeout_s: float = 30.0, max_attempts: int = 8) -> None:
+        parts = urlsplit(url)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key.lower().endswith("token"):
+                register_secret(value)
+        register_secret(token)
+        register_secret(parts.password)  # http://user:password@host/...
         self.url = url
+        self.shown_url = redact(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ReplayError(f"--to-url must be an http:// or https:// URL with a host, not {self.shown_url!r}")
         self.token = token
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
@@ -127,7 +141,6 @@ class UrlSink:
         self.count = 0
         self.retries = 0
         self.id_mismatches = 0
-        register_secret(token)
 
     async def start(self) -> None:
         headers = {"content-type": "application/json", "user-agent": "tpipe-replay"}
@@ -144,7 +157,7 @@ class UrlSink:
                 resp = await self._client.post(self.url, content=body)
             except httpx.TransportError as exc:
                 if attempt == self.max_attempts:
-                    raise ReplayError(f"POST {self.url} failed after {attempt} attempts: {exc!r}") from exc
+                    raise ReplayError(f"POST {self.shown_url} failed after {attempt} attempts: {exc!r}") from exc
                 wait = delay
             else:
                 if resp.status_code < 300:
@@ -153,7 +166,7 @@ class UrlSink:
                     return
                 if resp.status_code not in self.RETRY_STATUS or attempt == self.max_attempts:
                     raise ReplayError(
-                        f"POST {self.url} answered {resp.status_code}: {resp.text[:300]}"
+                        f"POST {self.shown_url} answered {resp.status_code}: {resp.text[:300]}"
                         f" (event {ev.event_id}; {self.count} events were sent before it)"
                     )
                 wait = _retry_after(resp) or delay
@@ -182,7 +195,7 @@ class UrlSink:
             self._client = None
 
     def summary(self) -> dict[str, Any]:
-        return {"target": f"url {self.url}", "sent": self.count, "retries": self.retries,
+        return {"target": f"url {self.shown_url}", "sent": self.count, "retries": self.retries,
                 "id_mismatches": self.id_mismatches}
 
 

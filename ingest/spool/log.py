@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.spool import frame
-from ingest.spool.files import CursorFile, Position, fsync_dir, list_segments, segment_path
+from ingest.spool.files import CursorFile, Position, fsync_dir, list_segments, open_private, segment_path
 from ingest.spool.reader import read_frames
 from ingest.spool.recovery import RecoveryReport, recover
 
@@ -161,8 +161,7 @@ class Spool:
     # ---- lifecycle -----------------------------------------------------------------------------
     def open(self) -> RecoveryReport:
         """Recover what is on disk and open a fresh segment for appends (synchronous, at start)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        rep = recover(self.root)
+        rep = recover(self.root)  # creates the directory 0700, or tightens it and its files
         self._cursor_file = CursorFile(self.root)
         self.recovery = rep
         self._cursor = rep.cursor
@@ -198,7 +197,7 @@ class Spool:
     def _open_segment(self, seg: int) -> None:
         if self._fd >= 0:
             os.close(self._fd)
-        self._fd = os.open(segment_path(self.root, seg), os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = open_private(segment_path(self.root, seg), os.O_RDWR)
         self._sizes.setdefault(seg, 0)
         self._alloc = os.fstat(self._fd).st_size
         self._filling = None

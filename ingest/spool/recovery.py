@@ -21,7 +21,17 @@ from pathlib import Path
 import orjson
 
 from ingest.spool import frame
-from ingest.spool.files import QUARANTINE_DIR, Position, fsync_dir, list_segments, read_cursor, segment_path
+from ingest.spool.files import (
+    QUARANTINE_DIR,
+    Position,
+    fsync_dir,
+    list_segments,
+    open_private,
+    private_dir,
+    read_cursor,
+    secure_spool_dir,
+    segment_path,
+)
 
 log = logging.getLogger("tpipe.spool")
 
@@ -51,9 +61,10 @@ class RecoveryReport:
 
 def _quarantine(root: Path, seg: int, start: int, data: bytes, reason: str) -> DamagedRange:
     qdir = root / QUARANTINE_DIR
-    qdir.mkdir(exist_ok=True)
+    private_dir(qdir)
     name = f"{seg:020d}-{start}-{start + len(data)}.bin"
-    (qdir / name).write_bytes(data)
+    with os.fdopen(open_private(qdir / name, os.O_WRONLY | os.O_TRUNC), "wb") as saved:
+        saved.write(data)
     entry = {
         "segment": seg,
         "start": start,
@@ -63,7 +74,7 @@ def _quarantine(root: Path, seg: int, start: int, data: bytes, reason: str) -> D
         "saved_to": name,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    with open(qdir / "report.jsonl", "ab") as fh:
+    with os.fdopen(open_private(qdir / "report.jsonl", os.O_WRONLY | os.O_APPEND), "ab") as fh:
         fh.write(orjson.dumps(entry) + b"\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -80,7 +91,7 @@ def _content_end(data: bytes) -> int:
 
 
 def recover(root: Path) -> RecoveryReport:
-    root.mkdir(parents=True, exist_ok=True)
+    secure_spool_dir(root)
     cursor, _ = read_cursor(root)
     report = RecoveryReport(cursor=cursor)
     segments = list_segments(root)
