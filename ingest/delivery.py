@@ -3,11 +3,12 @@ in order, and the next goes on.
 
 ``Delivery`` owns the producer. After any refusal the producer is renewed before the next send:
 aiokafka's idempotent producer numbers each partition's batches, and a batch the broker refused
-leaves a gap the broker would answer with ``OutOfOrderSequenceNumber`` for every later batch of that
-partition (a new producer id starts a new sequence). ``deliver`` then sends the refused records
-again, together; the first one still refused is sent alone until its fate is settled
-(``ingest.kafka_errors.classify``: received-time stamp, DLQ, new producer, or back off and retry),
-and the rest follow. Records Kafka acknowledged are never sent again.
+leaves a gap that the broker answers with ``OutOfOrderSequenceNumber`` for every later batch of
+that partition (a new producer id starts a new sequence). ``deliver`` then sends the refused
+records again, together (behind a ``PartitionGate``, so nothing overtakes a refused batch); the
+first one still refused is sent alone until its fate is settled (``ingest.kafka_errors.classify``:
+received-time stamp, DLQ, new producer, or back off and retry), and the rest follow. Records Kafka
+acknowledged are never sent again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from ingest.kafka_errors import Disposition, classify, describe
-from ingest.publisher import ProducerFactory, outcomes, submit
+from ingest.publisher import PartitionGate, ProducerFactory, outcomes, submit
 from ingest.records import TIMESTAMP_SOURCE, KafkaRecord, RecordBuilder, with_received_time
 
 log = logging.getLogger("tpipe.forwarder")
@@ -85,7 +86,7 @@ class Delivery:
             self.renew()
             try:
                 producer = await self.producer()
-                parts = await submit(producer, pending)
+                parts = await submit(producer, pending, PartitionGate())
                 await wait_done([p.future for p in parts], stop)
                 results = outcomes(parts, len(pending))
             except Stopped:

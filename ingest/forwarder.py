@@ -33,7 +33,7 @@ from ingest.forward_health import (
     record_forwarded_metrics,
 )
 from ingest.kafka_errors import describe
-from ingest.publisher import Part, ProducerFactory, outcomes, submit
+from ingest.publisher import Part, PartitionGate, ProducerFactory, outcomes, submit
 from ingest.records import KafkaRecord, RecordBuilder, TypeCounts
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
@@ -163,6 +163,8 @@ class Forwarder:
         self._idle = asyncio.Event()
         self._complaints: KafkaComplaints | None = None
         self._refusal: tuple[float, str] | None = None  # (monotonic, why) of the last failed publish
+        self._gate = PartitionGate()
+        self._gate_producer: AIOKafkaProducer | None = None
 
     # ---- health --------------------------------------------------------------------------------
     @property
@@ -235,7 +237,10 @@ class Forwarder:
                         backoff = min(backoff * 2, self.max_backoff_s)
                         continue
                     backoff = 0.1
-                    parts = await submit(producer, out) if out else []
+                    if producer is not self._gate_producer:  # the broker knows nothing of a new producer
+                        self._gate.clear()
+                        self._gate_producer = producer
+                    parts = await submit(producer, out, self._gate) if out else []
                     inflight.append(_Chunk(end, len(records), out, counts,
                                            records[0].spooled_at_ms if records else None, parts, started))
                     pos, ready = end, None

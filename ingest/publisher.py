@@ -13,8 +13,11 @@ pinned in pyproject.toml.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import functools
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -36,29 +39,83 @@ class Part:
     indices: list[int]
 
 
-def _failed(exc: BaseException) -> asyncio.Future[object]:
-    fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     fut.set_exception(exc)
     fut.exception()  # retrieved: never reported as unhandled
     return fut
 
 
-async def submit(producer: AIOKafkaProducer, records: list[KafkaRecord]) -> list[Part]:
-    """Hand every record to the producer, in order; returns once all are in aiokafka's accumulator
-    (not acknowledged), so the caller can prepare the next chunk while this one is in flight;
-    submitting chunks one after the other keeps each partition's records in order.
+class PartitionGate:
+    """Order across refusals: no batch of a partition reaches Kafka ahead of an earlier one that
+    Kafka refused.
 
-    Large chunks go through the batch API: records are appended, in order, to one ``create_batch()``
-    builder per topic-partition (a new one when it fills up) and each partition's builders are
-    submitted with ``send_batch`` in order. The partition is the one ``send()`` would pick, so keys
-    land on the same partitions in the same order; it saves ``send()``'s per-record work.
+    Once the broker holds state for this producer on a partition (an acknowledged batch), the
+    idempotent producer's sequence numbers guarantee it: a batch after a refused one leaves a gap
+    the broker answers with ``OutOfOrderSequenceNumber``. So a *warm* partition (acknowledged in
+    the last ``WARM_S``) gets batches handed to aiokafka as fast as before. On a *cold* partition
+    (a new producer, or idle long enough for the broker to forget it) the broker accepts a gap, so
+    each batch is handed over only once the previous one was acknowledged. aiokafka sends one batch
+    per partition at a time anyway, so the cold path costs little; it applies to a producer's first
+    batch per partition.
     """
-    if len(records) < BATCH_MIN_RECORDS:
+
+    WARM_S = 600.0  # far below the broker's producer.id.expiration.ms (1 day by default)
+
+    def __init__(self) -> None:
+        self._tails: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self._warm: dict[tuple[str, int], float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references: the loop keeps weak ones
+
+    def tail(self, key: tuple[str, int]) -> asyncio.Future[None] | None:
+        return self._tails.get(key)
+
+    def set_tail(self, key: tuple[str, int], fut: asyncio.Future[None] | None) -> None:
+        if fut is None:
+            self._tails.pop(key, None)
+        else:
+            self._tails[key] = fut
+
+    def is_warm(self, key: tuple[str, int]) -> bool:
+        until = self._warm.get(key)
+        return until is not None and time.monotonic() < until
+
+    def acknowledged(self, key: tuple[str, int]) -> None:
+        self._warm[key] = time.monotonic() + self.WARM_S
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def clear(self) -> None:
+        """A new producer: the broker knows nothing of it yet."""
+        self._tails.clear()
+        self._warm.clear()
+
+
+async def submit(
+    producer: AIOKafkaProducer, records: list[KafkaRecord], gate: PartitionGate | None = None
+) -> list[Part]:
+    """Hand every record to the producer, in order; returns without waiting for acknowledgements,
+    so the caller can prepare the next chunk while this one is in flight; submitting chunks one
+    after the other keeps each partition's records in order.
+
+    Large chunks (every chunk, with a ``gate``) go through the batch API: records are appended, in
+    order, to one ``create_batch()`` builder per topic-partition (a new one when it fills up) and
+    each partition's builders are submitted with ``send_batch`` in order. The partition is the one
+    ``send()`` would pick, so keys land on the same partitions in the same order; it saves
+    ``send()``'s per-record work. With a ``gate``, a builder is submitted only once the partition's
+    previous batch (of this chunk or an earlier one) was acknowledged (``PartitionGate``).
+    """
+    if gate is None and len(records) < BATCH_MIN_RECORDS:
         return await _submit_each(producer, records)
     try:
         builders = await _build(producer, records)
     except Exception as exc:  # metadata for a topic not available: nothing was handed over
         return [Part(_failed(exc), list(range(len(records))))]
+    if gate is not None:
+        return await _submit_gated(producer, builders, gate)
     parts: list[Part] = []
 
     async def submit_chain(topic: str, partition: int, chain: list[tuple[BatchBuilder, list[int]]]) -> None:
@@ -74,6 +131,112 @@ async def submit(producer: AIOKafkaProducer, records: list[KafkaRecord]) -> list
 
     await asyncio.gather(*(submit_chain(t, p, chain) for (t, p), chain in builders.items()))
     return parts
+
+
+async def _submit_gated(
+    producer: AIOKafkaProducer,
+    builders: dict[tuple[str, int], list[tuple[BatchBuilder, list[int]]]],
+    gate: PartitionGate,
+) -> list[Part]:
+    loop = asyncio.get_running_loop()
+    parts: list[Part] = []
+    for key, chain in builders.items():
+        previous = gate.tail(key)
+        if gate.is_warm(key) and (previous is None or previous.done() and previous.exception() is None):
+            parts.extend(await _hand_over_warm(producer, gate, key, chain))  # now, as the ungated path does
+            continue
+        outs: list[asyncio.Future[object]] = [loop.create_future() for _ in chain]
+        parts.extend(Part(out, indices) for out, (_, indices) in zip(outs, chain, strict=True))
+        handed: asyncio.Future[None] = loop.create_future()
+        gate.set_tail(key, handed)
+        gate.spawn(_run_chain(producer, gate, key, chain, outs, previous, handed))
+    return parts
+
+
+async def _hand_over_warm(
+    producer: AIOKafkaProducer, gate: PartitionGate, key: tuple[str, int], chain: list[tuple[BatchBuilder, list[int]]]
+) -> list[Part]:
+    """A warm partition with nothing waiting: each batch straight to aiokafka, in order."""
+    topic, partition = key
+    parts: list[Part] = []
+    for k, (builder, indices) in enumerate(chain):
+        builder.close()
+        try:
+            acked = await producer.send_batch(builder, topic, partition=partition)
+        except Exception as exc:
+            parts.append(Part(_failed(exc), indices))
+            parts.extend(Part(_failed(NotSubmittedError("after a batch not handed over")), rest)
+                         for _, rest in chain[k + 1 :])
+            gate.set_tail(key, _failed(exc))
+            return parts
+        acked.add_done_callback(functools.partial(_warm_on_ack, gate, key))
+        parts.append(Part(acked, indices))
+    gate.set_tail(key, None)
+    return parts
+
+
+async def _run_chain(
+    producer: AIOKafkaProducer,
+    gate: PartitionGate,
+    key: tuple[str, int],
+    chain: list[tuple[BatchBuilder, list[int]]],
+    outs: list[asyncio.Future[object]],
+    previous: asyncio.Future[None] | None,
+    handed: asyncio.Future[None],
+) -> None:
+    """Hand a chunk's batches for one partition to aiokafka, after the previous chunk's (see
+    ``PartitionGate``); ``handed`` resolves when the next chunk's batches may follow."""
+    topic, partition = key
+    failed: BaseException | None = None
+    if previous is not None:
+        await asyncio.wait([previous])
+        if previous.exception() is not None:
+            failed = NotSubmittedError("an earlier batch of the partition was refused")
+    k = 0
+    while failed is None and k < len(chain):
+        builder, out = chain[k][0], outs[k]
+        builder.close()
+        try:
+            acked = await producer.send_batch(builder, topic, partition=partition)
+        except Exception as exc:  # not handed over (the producer is closing ...)
+            out.set_exception(exc)
+            out.exception()
+            failed = exc
+        else:
+            if gate.is_warm(key):  # a refusal of this batch fails every later one by sequence number
+                acked.add_done_callback(lambda f, out=out: _settle_part(f, out, gate, key))
+            else:
+                await asyncio.wait([acked])
+                _settle_part(acked, out, gate, key)
+                failed = acked.exception()
+        k += 1
+    if failed is None:
+        handed.set_result(None)
+        return
+    for rest in outs:
+        if not rest.done():
+            rest.set_exception(NotSubmittedError("after a refused batch of the same partition"))
+            rest.exception()
+    handed.set_exception(failed)
+    handed.exception()
+
+
+def _warm_on_ack(gate: PartitionGate, key: tuple[str, int], acked: asyncio.Future[object]) -> None:
+    if acked.exception() is None:
+        gate.acknowledged(key)
+
+
+def _settle_part(acked: asyncio.Future[object], out: asyncio.Future[object], gate: PartitionGate,
+                 key: tuple[str, int]) -> None:
+    if out.done():
+        return
+    exc = acked.exception()
+    if exc is None:
+        gate.acknowledged(key)
+        out.set_result(acked.result())
+    else:
+        out.set_exception(exc)
+        out.exception()
 
 
 async def _submit_each(producer: AIOKafkaProducer, records: list[KafkaRecord]) -> list[Part]:
