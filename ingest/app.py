@@ -25,9 +25,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ingest.edge import InflightGate, PortSplit
 from ingest.forward_process import ForwarderProcess
 from ingest.forwarder import Forwarder, producer_factory, publish
 from ingest.records import RecordBuilder
+from ingest.sanitize import strip_addresses
 from ingest.settings import IngestSettings
 from ingest.spool.frame import SpoolRecord, encode_raw
 from ingest.spool.log import Spool, SpoolFull, SpoolWriteError
@@ -305,7 +307,7 @@ class Receiver:
             out["forwarder"] = {"mode": "inline"}
         out["broker"] = {
             "up": fw.broker_reachable(self.settings.broker_timeout_s) if fw else self._direct_producer is not None,
-            "last_error": fw.last_error if fw else None,
+            "last_error": strip_addresses(fw.last_error) if fw else None,
             "publish_pending_s": fw.publish_pending_s() if fw else None,
         }
         return out
@@ -336,14 +338,22 @@ class Receiver:
 
 class ReceiverApp(Starlette):
     """Starlette, with ``POST /webhook`` answered straight from ASGI: the hot path skips the
-    middleware stack, routing and Request/Response objects; every other path is plain Starlette."""
+    middleware stack, routing and Request/Response objects; every other path is plain Starlette.
+    Before either: a path asked on the wrong port is 404, and webhook requests beyond
+    ``--max-concurrent-requests`` get 503 (``ingest.edge``)."""
 
     receiver: Receiver
+    ports: PortSplit
+    gate: InflightGate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/webhook" and scope["method"] == "POST":
-            await self.receiver.asgi_webhook(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if self.ports.misrouted(scope):
+                await self.ports.not_found(scope, receive, send)
+                return
+            if scope["path"] == "/webhook" and scope["method"] == "POST":
+                await self.gate.run(self.receiver.asgi_webhook, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -360,4 +370,6 @@ def create_app(settings: IngestSettings, *, tokens: TokenStore | None = None) ->
     )
     app.state.receiver = receiver
     app.receiver = receiver
+    app.ports = PortSplit(settings.ops_port)
+    app.gate = InflightGate(settings.max_concurrent_requests, settings.retry_after_s)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from tpipe.settings import KafkaSettings
 
@@ -59,3 +59,38 @@ class IngestSettings(KafkaSettings):
     )
     retry_after_s: int = Field(5, description="Retry-After sent with 503")
     log_requests: bool = Field(False, description="one JSON log line per request (one per spool commit always)")
+    # ---- the HTTP edge: slow and idle clients, limits, the ops port (ingest/http_protocol.py, ingest/edge.py)
+    header_timeout_s: float = Field(
+        10.0, gt=0,
+        description="close a connection whose request headers are not complete this long after it opened "
+        "(on a keep-alive connection: after the next request began)",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="cut a request whose body is not complete this long after its headers (counted as 400)"
+    )
+    keep_alive_timeout_s: int = Field(5, ge=1, description="close a keep-alive connection idle this long between requests")
+    max_concurrent_requests: int = Field(
+        512, ge=1,
+        description="webhook requests in flight at once (headers received, not yet answered); more get 503 with "
+        "Retry-After. Idle connections do not count",
+    )
+    max_connections: int = Field(
+        4096, ge=1,
+        description="open connections on the webhook port; a connection beyond it gets 503 and is closed at once "
+        "(keep it below the open-files limit, ulimit -n)",
+    )
+    max_header_bytes: int = Field(
+        65536, ge=1024, description="request line and headers larger than this get 431 and the connection is closed"
+    )
+    ops_port: int | None = Field(
+        None,
+        description="serve /healthz, /readyz and /metrics on this port only, and /webhook only on --port "
+        "(unset: everything on --port)",
+    )
+    ops_host: str | None = Field(None, description="address the ops port listens on (default: --host)")
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> IngestSettings:
+        if self.ops_port is not None and self.ops_port == self.port:
+            raise ValueError(f"ops_port must differ from port ({self.port}): the port tells the two apart")
+        return self
