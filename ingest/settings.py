@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from tpipe.settings import KafkaSettings
 
@@ -89,8 +89,11 @@ class IngestSettings(KafkaSettings):
     )
     ops_host: str | None = Field(None, description="address the ops port listens on (default: --host)")
 
-    @model_validator(mode="after")
-    def _ports_differ(self) -> IngestSettings:
-        if self.ops_port is not None and self.ops_port == self.port:
-            raise ValueError(f"ops_port must differ from port ({self.port}): the port tells the two apart")
-        return self
+    @field_validator("ops_port")
+    @classmethod
+    def _ops_port_differs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # A field validator, not a model validator: its error shows this field's input only, never the
+        # tokens or passwords among the other inputs.
+        if value is not None and value == info.data.get("port"):
+            raise ValueError("ops_port must differ from port: the port a request came in on tells the two apart")
+        return value
