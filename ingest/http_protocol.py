@@ -132,6 +132,11 @@ class EdgeProtocol(HttpToolsProtocol):
         if (self._phase, self._request) != self._timed:
             self._arm()
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # The server runs with ws="none" (a protocol switch would take the connection out of the count
+        # above): an Upgrade request is plain HTTP here, not worth uvicorn's two warnings per request.
+        log.debug("upgrade request ignored")
+
     # ---- parser callbacks ----------------------------------------------------------------------
     def on_message_begin(self) -> None:
         super().on_message_begin()

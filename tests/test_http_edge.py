@@ -233,3 +233,22 @@ async def test_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout
         closed_at, data = await read_until_closed(reader, timeout=10)
         assert data == b"" and 0.95 <= closed_at - t0 <= 1.0 + MARGIN_S, closed_at - t0
         close(writer)
+
+
+async def test_upgrade_requests_are_plain_http_and_free_their_connection_slot(tmp_path: Path) -> None:
+    """A WebSocket upgrade must not switch protocols (that would take the connection out of the count
+    without ever giving its slot back): with a cap of one connection, upgrades come and go."""
+    async with serving(tmp_path, max_connections=1) as srv:
+        for _ in range(3):
+            reader, writer = await connect(srv.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: receiver\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                         b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            status, _, body = await read_response(reader)
+            assert status == 200 and b'"status":"ok"' in body
+            close(writer)
+            await until(lambda: srv.limits.webhook_connections == 0, "the connection slot given back")
+        reader, writer = await connect(srv.port)
+        writer.write(request_head(len(BODY)) + BODY)
+        status, _, _ = await read_response(reader)
+        assert status == 202
+        close(writer)
