@@ -25,10 +25,12 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ingest.direct import DirectPublisher
+from ingest.edge import InflightGate, PortSplit
 from ingest.forward_health import ForwarderPlacement, stall
 from ingest.forward_inline import InlineForwarder
 from ingest.forward_process import ForwarderProcess
 from ingest.records import RecordBuilder
+from ingest.sanitize import strip_addresses
 from ingest.settings import IngestSettings
 from ingest.spool.frame import encode_raw
 from ingest.spool.log import Spool, SpoolFull, SpoolWriteError
@@ -304,13 +306,14 @@ class Receiver:
             out["forwarder"] = {
                 "mode": fw.mode, "pid": fw.pid, "restarts": fw.supervision.restarts,
                 "deaths_at_this_position": fw.supervision.deaths_here,
-                "stalled": stuck is not None, "stall": stuck.as_dict() if stuck else None,
+                "stalled": stuck is not None,
+                "stall": {**stuck.as_dict(), "reason": strip_addresses(stuck.reason)} if stuck else None,
             }
             state = fw.state
             out["broker"] = {
                 "up": state.broker_reachable(s.broker_timeout_s),
                 "reachable": state.kafka_reachable,
-                "last_error": state.last_error,
+                "last_error": strip_addresses(state.last_error),
                 "publish_pending_s": state.publish_pending_s(),
             }
         else:
@@ -346,14 +349,22 @@ class Receiver:
 
 class ReceiverApp(Starlette):
     """Starlette, with ``POST /webhook`` answered straight from ASGI: the hot path skips the
-    middleware stack, routing and Request/Response objects; every other path is plain Starlette."""
+    middleware stack, routing and Request/Response objects; every other path is plain Starlette.
+    Before either: a path asked on the wrong port is 404, and webhook requests beyond
+    ``--max-concurrent-requests`` get 503 (``ingest.edge``)."""
 
     receiver: Receiver
+    ports: PortSplit
+    gate: InflightGate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/webhook" and scope["method"] == "POST":
-            await self.receiver.asgi_webhook(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if self.ports.misrouted(scope):
+                await self.ports.not_found(scope, receive, send)
+                return
+            if scope["path"] == "/webhook" and scope["method"] == "POST":
+                await self.gate.run(self.receiver.asgi_webhook, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -381,4 +392,6 @@ def create_app(settings: IngestSettings, *, tokens: TokenStore | None = None) ->
     )
     app.state.receiver = receiver
     app.receiver = receiver
+    app.ports = PortSplit(settings.ops_port)
+    app.gate = InflightGate(settings.max_concurrent_requests, settings.retry_after_s)
     return app

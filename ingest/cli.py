@@ -79,21 +79,10 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def build_server(settings: IngestSettings) -> uvicorn.Server:
-    from ingest.app import create_app
+    """The receiver's server (uvloop, httptools with the edge limits; ``ingest.http_server``)."""
+    from ingest.http_server import build_server as build
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
-        lifespan="on",
-    )
-    return uvicorn.Server(config)
+    return build(settings)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -113,5 +102,11 @@ def _serve(args: argparse.Namespace) -> int:
     # place that re-raise is a no-op, so a graceful SIGTERM/Ctrl-C stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    server.run()
+    from ingest.http_server import ListenError
+
+    try:
+        server.run()
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     return 0 if server.started else 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from schemas.body import DEFAULT_LIMITS, BodyLimits
 from tpipe.settings import KafkaSettings
@@ -88,3 +88,42 @@ class IngestSettings(KafkaSettings):
     def body_limits(self) -> BodyLimits:
         """The limits the request check and the forwarder's parser both apply."""
         return BodyLimits(self.max_body_depth, self.max_body_events, self.max_body_documents)
+
+    # ---- the HTTP edge: slow and idle clients, limits, the ops port (ingest/http_protocol.py, ingest/edge.py)
+    header_timeout_s: float = Field(
+        10.0, gt=0,
+        description="close a connection whose request headers are not complete this long after it opened "
+        "(on a keep-alive connection: after the next request began)",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="cut a request whose body is not complete this long after its headers (counted as 400)"
+    )
+    keep_alive_timeout_s: int = Field(5, ge=1, description="close a keep-alive connection idle this long between requests")
+    max_concurrent_requests: int = Field(
+        512, ge=1,
+        description="webhook requests in flight at once (headers received, not yet answered); more get 503 with "
+        "Retry-After. Idle connections do not count",
+    )
+    max_connections: int = Field(
+        4096, ge=1,
+        description="open connections on the webhook port; a connection beyond it gets 503 and is closed at once "
+        "(keep it below the open-files limit, ulimit -n)",
+    )
+    max_header_bytes: int = Field(
+        65536, ge=1024, description="request line and headers larger than this get 431 and the connection is closed"
+    )
+    ops_port: int | None = Field(
+        None,
+        description="serve /healthz, /readyz and /metrics on this port only, and /webhook only on --port "
+        "(unset: everything on --port)",
+    )
+    ops_host: str | None = Field(None, description="address the ops port listens on (default: --host)")
+
+    @field_validator("ops_port")
+    @classmethod
+    def _ops_port_differs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # A field validator, not a model validator: its error shows this field's input only, never the
+        # tokens or passwords among the other inputs.
+        if value is not None and value == info.data.get("port"):
+            raise ValueError("ops_port must differ from port: the port a request came in on tells the two apart")
+        return value

@@ -29,10 +29,15 @@ class ReceiverProcess:
     log_path: Path
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    ops_port: int | None = None  # --ops-port: /healthz, /readyz, /metrics there, /webhook on port
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port or self.port}"
 
     def start(self, timeout: float = 60.0) -> ReceiverProcess:
         cmd = [
@@ -40,6 +45,8 @@ class ReceiverProcess:
             "--port", str(self.port), "--kafka", self.kafka, "--token", TOKEN,
             "--spool-dir", str(self.spool_dir), "--topic-prefix", self.prefix, *self.extra,
         ]
+        if self.ops_port is not None:
+            cmd += ["--ops-port", str(self.ops_port)]
         log = open(self.log_path, "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -48,7 +55,7 @@ class ReceiverProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"receiver exited {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.ops_url + "/healthz", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -72,13 +79,13 @@ class ReceiverProcess:
         return self.proc.wait(timeout=timeout)
 
     def health(self) -> dict[str, object]:
-        return httpx.get(self.url + "/healthz", timeout=5).json()  # type: ignore[no-any-return]
+        return httpx.get(self.ops_url + "/healthz", timeout=5).json()  # type: ignore[no-any-return]
 
     async def wait_drained(self, timeout: float = 90.0) -> dict[str, object]:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=5) as client:
             while time.monotonic() < deadline:
-                h = (await client.get(self.url + "/healthz")).json()
+                h = (await client.get(self.ops_url + "/healthz")).json()
                 if h["spool"]["pending_events"] == 0:
                     return h  # type: ignore[no-any-return]
                 await asyncio.sleep(0.1)

@@ -568,25 +568,36 @@ def test_container_args_are_tpipe_commands() -> None:
 # receiver: probes, ports, spool volume, shutdown, services, PDB
 
 
+def _receiver_ports(sts: dict[str, Any]) -> tuple[int, int]:
+    """(webhook port, ops port) the receiver container is configured with."""
+    env = _container_env(sts)
+    webhook, ops = int(env["TPIPE_PORT"]), int(env["TPIPE_OPS_PORT"])
+    assert webhook != ops
+    return webhook, ops
+
+
 def test_receiver_probes_match_the_app_routes_and_port() -> None:
+    from ingest.edge import OPS_PATHS
+
     routes = _app_routes()
     assert {"/webhook", "/healthz", "/readyz", "/metrics"} <= set(routes)
+    assert OPS_PATHS < set(routes) and "/webhook" not in OPS_PATHS
     sts = _one("StatefulSet", RECEIVER)
     c = _container(sts)
     port = IngestSettings.model_fields["port"].default
     assert port == 8080
-    assert [p["containerPort"] for p in c["ports"]] == [port]
-    assert int(_container_env(sts)["TPIPE_PORT"]) == port
+    webhook_port, ops_port = _receiver_ports(sts)
+    assert webhook_port == port
+    assert sorted(p["containerPort"] for p in c["ports"]) == sorted([webhook_port, ops_port])
     assert _container_env(sts)["TPIPE_HOST"] == "0.0.0.0", "the receiver must listen beyond loopback"
-    expected = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+    assert "TPIPE_OPS_HOST" not in _container_env(sts), "probes and scrapes come from outside the pod"
+    expected = {"readinessProbe": "/readyz", "livenessProbe": "/healthz", "startupProbe": "/healthz"}
     for probe_name, path in expected.items():
         probe = c[probe_name]["httpGet"]
         assert probe["path"] == path
         assert "GET" in routes[probe["path"]]
-        assert _port_number(c, probe["port"]) == port
-    if "startupProbe" in c:
-        assert c["startupProbe"]["httpGet"]["path"] in routes
-        assert _port_number(c, c["startupProbe"]["httpGet"]["port"]) == port
+        # with an ops port the ops paths answer 404 on the webhook port: probes must use the ops port
+        assert _port_number(c, probe["port"]) == ops_port, probe_name
 
 
 def test_prometheus_annotations_point_at_metrics_endpoints() -> None:
@@ -597,9 +608,44 @@ def test_prometheus_annotations_point_at_metrics_endpoints() -> None:
         assert ann.get("prometheus.io/scrape") == "true", w["metadata"]["name"]
         assert int(ann["prometheus.io/port"]) in [p["containerPort"] for p in c["ports"]]
         assert ann["prometheus.io/path"] == "/metrics"
-    ann = _one("StatefulSet", RECEIVER)["spec"]["template"]["metadata"]["annotations"]
+    sts = _one("StatefulSet", RECEIVER)
+    ann = sts["spec"]["template"]["metadata"]["annotations"]
     assert ann["prometheus.io/path"] in routes
-    assert int(ann["prometheus.io/port"]) == IngestSettings.model_fields["port"].default
+    assert int(ann["prometheus.io/port"]) == _receiver_ports(sts)[1], "metrics are on the ops port"
+
+
+def test_only_the_webhook_is_public_and_probes_use_the_ops_port() -> None:
+    """The Ingress routes /webhook alone, to a Service that targets the webhook port alone; the ops port
+    (health, metrics) is reached only by probes and scraping."""
+    sts = _one("StatefulSet", RECEIVER)
+    c = _container(sts)
+    webhook_port, ops_port = _receiver_ports(sts)
+    services = {s["metadata"]["name"]: s for s in _k8s("Service")}
+    ingresses = _k8s("Ingress")
+    assert ingresses, "an example Ingress for the webhook"
+    for ing in ingresses:
+        spec = ing["spec"]
+        assert "defaultBackend" not in spec, "a default backend would publish every path"
+        assert spec.get("tls"), "Teslemetry must reach the webhook over HTTPS"
+        paths = [path for rule in spec["rules"] for path in rule["http"]["paths"]]
+        assert paths
+        for path in paths:
+            assert (path["path"], path["pathType"]) == ("/webhook", "Exact"), path
+            ref = path["backend"]["service"]
+            svc = services[ref["name"]]
+            assert svc["spec"].get("clusterIP") != "None", "not the headless Service"
+            target = [
+                sp for sp in svc["spec"]["ports"]
+                if sp.get("name") == ref["port"].get("name") or sp["port"] == ref["port"].get("number")
+            ]
+            assert len(target) == 1
+            assert _port_number(c, target[0]["targetPort"]) == webhook_port
+            # the Service behind the Ingress carries nothing but the webhook port
+            assert [_port_number(c, sp["targetPort"]) for sp in svc["spec"]["ports"]] == [webhook_port]
+    for name in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert _port_number(c, c[name]["httpGet"]["port"]) == ops_port, name
+    ann = sts["spec"]["template"]["metadata"]["annotations"]
+    assert int(ann["prometheus.io/port"]) == ops_port
 
 
 def test_statefulset_keeps_a_spool_volume_per_replica() -> None:
@@ -857,18 +903,19 @@ def test_dockerfile_is_multi_stage_on_python_311_slim() -> None:
 def test_dockerfile_runtime_user_port_entrypoint_and_healthcheck() -> None:
     uid = _dockerfile_uid()
     assert uid != 0 and uid == 10001
-    assert _final_stage("EXPOSE") == [str(IngestSettings.model_fields["port"].default)]
+    env = _dockerfile_env()
+    ops_port = int(env["TPIPE_OPS_PORT"])
+    assert _final_stage("EXPOSE") == [f'{IngestSettings.model_fields["port"].default} {ops_port}']
     assert json.loads(_final_stage("ENTRYPOINT")[0]) == ["tpipe"]
     assert "tpipe" in _pyproject()["project"]["scripts"]
     assert json.loads(_final_stage("CMD")[0]) == ["serve"]
-    env = _dockerfile_env()
     assert env["TPIPE_HOST"] == "0.0.0.0"
     assert env["TPIPE_SPOOL_DIR"] == "/var/lib/tpipe/spool"
     assert json.loads(_final_stage("VOLUME")[0]) == [env["TPIPE_SPOOL_DIR"]]
     [health] = _final_stage("HEALTHCHECK")
     assert "CMD" in health and "urllib.request" in health
     url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", health + " " + env["TPIPE_HEALTHCHECK_URL"])
-    assert url and int(url.group(1)) == 8080 and url.group(2) in _app_routes()
+    assert url and int(url.group(1)) == ops_port and url.group(2) in _app_routes(), "health is on the ops port"
     assert [ln for ln in _final_stage("WORKDIR")], "WORKDIR"
 
 
@@ -981,10 +1028,15 @@ def test_compose_receiver_spool_volume_healthcheck_and_grace() -> None:
     assert named, "the receiver's spool must be on a volume"
     assert named[0] in compose["volumes"], "a named volume (survives container recreation)"
     assert env["TPIPE_HOST"] == "0.0.0.0"
-    assert "8080:8080" in [str(p) for p in rec["ports"]]
+    ops_port = int(env["TPIPE_OPS_PORT"])
+    assert int(env["TPIPE_PORT"]) == 8080
+    ports = [str(p) for p in rec["ports"]]
+    assert "8080:8080" in ports
+    assert f"127.0.0.1:{ops_port}:{ops_port}" in ports, "the ops port is published on the host's loopback only"
     test = " ".join(rec["healthcheck"]["test"])
     m = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", test)
-    assert m and int(m.group(1)) == 8080 and m.group(2) in _app_routes()
+    assert m and int(m.group(1)) == ops_port and m.group(2) in _app_routes()
+    assert env["TPIPE_HEALTHCHECK_URL"] == f"http://127.0.0.1:{ops_port}/healthz"
     drain = float(env.get("TPIPE_DRAIN_TIMEOUT_S", IngestSettings.model_fields["drain_timeout_s"].default))
     assert _duration_s(rec["stop_grace_period"]) > 2 * drain
     from consumers.runtime.settings import WorkerSettings
@@ -1134,7 +1186,8 @@ def test_image_command_and_healthcheck_run_against_a_real_receiver(tmp_path: Pat
     entry = json.loads(_final_stage("ENTRYPOINT")[0]) + json.loads(_final_stage("CMD")[0])
     # ENTRYPOINT is the console script; run the same entry point through this interpreter.
     assert _pyproject()["project"]["scripts"][entry[0]] == "tpipe.cli:main"
-    port = _free_port()
+    port, ops_port = _free_port(), _free_port()
+    image_ops_port = _dockerfile_env()["TPIPE_OPS_PORT"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
     env.update(_dockerfile_env())  # the image's environment, adapted to a test machine:
     env.update(
@@ -1143,11 +1196,12 @@ def test_image_command_and_healthcheck_run_against_a_real_receiver(tmp_path: Pat
         PYTHONPATH=str(ROOT),
         TPIPE_HOST="127.0.0.1",
         TPIPE_PORT=str(port),
+        TPIPE_OPS_PORT=str(ops_port),
         TPIPE_SPOOL_DIR=str(tmp_path / "spool"),
         TPIPE_KAFKA="127.0.0.1:1",  # nothing listens: spool mode must start and stay ready anyway
         TPIPE_TOKEN='["smoke-token"]',
         TPIPE_DRAIN_TIMEOUT_S="1",
-        TPIPE_HEALTHCHECK_URL=env["TPIPE_HEALTHCHECK_URL"].replace(":8080/", f":{port}/"),
+        TPIPE_HEALTHCHECK_URL=env["TPIPE_HEALTHCHECK_URL"].replace(f":{image_ops_port}/", f":{ops_port}/"),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "tpipe.cli", *entry[1:]],
@@ -1161,7 +1215,7 @@ def test_image_command_and_healthcheck_run_against_a_real_receiver(tmp_path: Pat
         while True:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/healthz", timeout=1):
                     break
             except (urllib.error.URLError, ConnectionError):
                 assert time.monotonic() < deadline, "receiver did not come up"
@@ -1172,12 +1226,18 @@ def test_image_command_and_healthcheck_run_against_a_real_receiver(tmp_path: Pat
             [sys.executable, *health_cmd[1:]],
             timeout=10,
             capture_output=True,
-            env={**env, "TPIPE_HEALTHCHECK_URL": f"http://127.0.0.1:{port}/nope"},
+            env={**env, "TPIPE_HEALTHCHECK_URL": f"http://127.0.0.1:{port}/healthz"},
         )
-        assert bad.returncode != 0, "the HEALTHCHECK must fail on an error status"
+        assert bad.returncode != 0, "the HEALTHCHECK must fail on an error status (health is 404 on the webhook port)"
         probe = _container(_one("StatefulSet", RECEIVER))["readinessProbe"]["httpGet"]["path"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=3) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}{probe}", timeout=3) as resp:
             assert resp.status == 200, "ready without Kafka in spool mode"
+        for url in (f"http://127.0.0.1:{port}{probe}", f"http://127.0.0.1:{port}/metrics"):
+            try:
+                urllib.request.urlopen(url, timeout=3)
+                raise AssertionError(f"{url}: ops paths must not be served on the webhook port")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404, url
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=30)

@@ -14,6 +14,13 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 HTTP_REQUESTS = Counter(
     "tpipe_http_requests_total", "Webhook requests by HTTP status", ["status"], registry=REGISTRY
 )
+HTTP_LIMITED = Counter(
+    "tpipe_http_limited_total",
+    "Connections closed or requests refused by a receiver limit, by the setting that applied "
+    "(header_timeout_s, body_timeout_s, max_header_bytes, max_connections, max_concurrent_requests)",
+    ["limit"],
+    registry=REGISTRY,
+)
 EVENTS_ACCEPTED = Counter(
     "tpipe_events_accepted_total", "Events acknowledged to the sender, by type", ["type"], registry=REGISTRY
 )
