@@ -265,3 +265,32 @@ async def _wait_for(cond: object, timeout: float = 30.0) -> None:
     while not cond():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.1)  # poll interval
+
+
+async def test_broker_mode_settles_the_same_poisons_on_the_request_path(
+    kafka_bootstrap: str, tmp_path: Path, topic_prefix: str
+) -> None:
+    """``--durability broker``: a future event on a bounded topic and a record too large for its topic
+    are answered 202 once they are in Kafka (their topic with the receive time / the DLQ), and the
+    producer keeps working for the next request."""
+    settings = broker_settings(kafka_bootstrap, topic_prefix)
+    topic = f"{topic_prefix}.data"
+    await create_topic(settings, topic, {"message.timestamp.after.max.ms": "3600000", "max.message.bytes": "20000"},
+                       partitions=1)
+    rx = new_receiver(tmp_path, kafka_bootstrap, topic_prefix, "--durability", "broker").start()
+    try:
+        vin = "VBROKER0000000001"
+        ahead = _event(vin, 1, created=datetime.now(UTC) + timedelta(hours=3))
+        r1 = _post(rx, ahead)
+        assert r1.status_code == 202 and r1.json()["events"][0]["topic"] == topic
+        r2 = _post(rx, [_event(vin, 2), _event(vin, 3, Blob=os.urandom(40_000).hex()), _event(vin, 4)])
+        assert r2.status_code == 202, r2.text
+        r3 = _post(rx, _event(vin, 5))
+        assert r3.status_code == 202
+        recs = await read_until_quiet(settings, topic, min_count=4)
+        assert [Envelope.from_json(r.value).payload["data"]["Seq"] for r in recs] == [1, 2, 4, 5]
+        assert dict(recs[0].headers)["timestamp_source"] == b"received_at"
+        (dead,) = await read_until_quiet(settings, f"{topic_prefix}.dlq", min_count=1)
+        assert Envelope.from_json(dead.value).payload["data"]["Seq"] == 3
+    finally:
+        rx.terminate()

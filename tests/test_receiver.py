@@ -263,3 +263,27 @@ async def test_pipelined_batches_keep_each_vins_order(kafka_settings: KafkaSetti
     assert sorted(by_vin) == sorted(vins)
     for vin, seqs in by_vin.items():
         assert seqs == sorted(seqs) and len(seqs) == 120, vin
+
+
+async def test_an_exception_on_the_request_path_is_a_counted_logged_500(
+    kafka_settings: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unit-level fault injection (the request check raising something it never should): the sender
+    gets a JSON 500, the metric the "webhook failing" alert reads counts it, and the log says why."""
+    import ingest.app
+    from tpipe import metrics
+
+    def broken(body: object, limits: object = None) -> None:
+        raise RuntimeError("a bug in the request check")
+
+    settings = ingest_settings(kafka_settings, tmp_path / "spool")
+    before = metrics.HTTP_REQUESTS.labels("500")._value.get()
+    async with running_receiver(settings) as (_, client):
+        monkeypatch.setattr(ingest.app, "check_body", broken)
+        r = await client.post("/webhook", content=b'{"vin":"V","state":"online"}', headers=auth())
+        assert r.status_code == 500 and r.json()["error"] == "internal_error"
+        monkeypatch.undo()
+        ok = await client.post("/webhook", content=b'{"vin":"V","state":"online"}', headers=auth())
+        assert ok.status_code == 202, "the next request is served"
+    assert metrics.HTTP_REQUESTS.labels("500")._value.get() == before + 1
+    assert any("webhook request failed" in r.getMessage() and r.exc_info for r in caplog.records)
