@@ -224,3 +224,38 @@ async def allow_writes_again(settings: KafkaSettings, topic: str, principal: str
     resp = await _acl_request(settings, DeleteAclsRequest(_TOPIC, topic, _LITERAL, principal, "*", _WRITE, _DENY))
     errors = [r for r in resp.filter_responses if r[0]]
     assert not errors and resp.filter_responses[0][2], f"DeleteAcls: {resp.filter_responses}"
+
+
+class TopicTail:
+    """A consumer positioned at the end of a topic before something is sent: ``await tail.first(pred)``
+    returns the first new record matching ``pred`` and the seconds it took since ``start()``."""
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        self.topic = topic
+        self._consumer = _consumer(settings, {})
+        self._t0 = 0.0
+
+    async def __aenter__(self) -> TopicTail:
+        await self._consumer.start()
+        tps = await _assign_all(self._consumer, self.topic, time.monotonic() + 30)
+        assert tps, f"topic {self.topic} does not exist"
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end positions now, not at the first fetch
+            await self._consumer.position(tp)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+
+    async def first(self, pred: Any, timeout: float = 30.0) -> tuple[ConsumerRecord, float]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await self._consumer.getmany(timeout_ms=100)
+            for recs in batch.values():
+                for r in recs:
+                    if pred(r):
+                        return r, round(time.monotonic() - self._t0, 3)
+        raise AssertionError(f"no matching record in {self.topic} within {timeout}s")
