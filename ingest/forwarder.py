@@ -323,7 +323,9 @@ class Forwarder:
                 continue
             if pending is not None and pending >= 2 * PROBE_EVERY_S and st.publish_started is not None:
                 st.last_error = f"Kafka has not acknowledged for {pending:.0f} s" + self._why_pending(st.publish_started)
-            st.set_reachable(await self._probe())
+            reachable = await self._probe()
+            if reachable is not None:
+                st.set_reachable(reachable)
             self.report_status()
 
     def _why_pending(self, since: float) -> str:
@@ -333,10 +335,12 @@ class Forwarder:
         said = self._complaints.since(since) if self._complaints else None
         return f"; Kafka said: {said}" if said else ""
 
-    async def _probe(self) -> bool:
+    async def _probe(self) -> bool | None:
+        """Whether Kafka answers a metadata request; None before there is a producer to ask with
+        (nothing to forward yet, or it is being started)."""
         producer = self.delivery.current
         if producer is None:
-            return False
+            return None if self.state.last_error is None else False
         try:
             return bool(await asyncio.wait_for(producer.client.force_metadata_update(), timeout=5.0))
         except Exception:
