@@ -7,7 +7,7 @@ frames, through the Spool API; not timed), then time ``ingest.forwarder.Forwarde
 broker: read, parse, validate, build each record, publish, advance the cursor — all the per-event work
 the receiver's request path no longer does.
 ``raw``: the same N records, already built in memory, sent with one ``await producer.send()`` each
-and all acknowledgements awaited. Both use the receiver's producer (``tpipe.kafka_clients.producer_config``
+and all acknowledgements awaited. Both use the receiver's producer (``plumbing.kafka_clients.producer_config``
 via ``make_producer(role="forwarder")``), started and with topic metadata loaded before timing.
 Prints one JSON object.
 """
@@ -28,10 +28,10 @@ import orjson
 from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
 from ingest.spool.frame import SpoolRecord, encode_raw
+from plumbing import kafka_clients
 from schemas import topics
 from schemas.parse import parse_body
 from schemas.validate import compile_all, validate_event
-from tpipe import kafka_clients
 
 perf = time.perf_counter
 

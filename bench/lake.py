@@ -4,7 +4,7 @@
     python -m bench.lake raw --kafka K --prefix P --events N               # raw getmany loop (baseline)
 
 ``raw`` subscribes a fresh consumer group to the topics the telemetry worker reads, with the workers'
-consumer settings (``tpipe.kafka_clients.consumer_config``), and counts records from ``getmany`` without
+consumer settings (``plumbing.kafka_clients.consumer_config``), and counts records from ``getmany`` without
 decoding them; it reports events/s from the first record to the N-th. The worker itself is run by
 ``bench.run`` as ``tpipe consume telemetry`` and timed from its ``tpipe_worker_records_processed_total``.
 Prints one JSON object.
@@ -24,10 +24,10 @@ import orjson
 from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
 from ingest.spool.frame import SpoolRecord
+from plumbing import kafka_clients
 from schemas import topics
 from schemas._time import ms_to_iso
 from schemas.parse import parse_body
-from tpipe import kafka_clients
 
 perf = time.perf_counter
 LAKE_TYPES = ("data", "state", "connectivity", "vehicle_data")

@@ -119,7 +119,7 @@ def env_info() -> dict[str, Any]:
 
 
 def free_port() -> int:
-    from tpipe.broker import free_port as fp
+    from localbroker import free_port as fp
 
     return fp()
 
@@ -306,7 +306,7 @@ class Bench:
 
     # -- infra --------------------------------------------------------------------------------------
     def start_broker(self) -> None:
-        from tpipe.broker import LocalBroker
+        from localbroker import LocalBroker
 
         log("starting the local Kafka broker (CPU 1)")
         self.broker = LocalBroker(port=0, data_dir=self.workdir / "kafka", die_with_parent=True).start()

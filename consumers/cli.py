@@ -7,8 +7,8 @@ import asyncio
 
 from consumers.replay.selection import ReplayError
 from consumers.replay.text import columns, run_command
-from tpipe.cli_support import add_settings_arguments, settings_from_args
-from tpipe.settings import KafkaSettings
+from plumbing.cli_settings import add_settings_arguments, settings_from_args
+from plumbing.settings import KafkaSettings
 
 __all__ = ["register"]
 

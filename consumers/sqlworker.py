@@ -26,7 +26,7 @@ from consumers.notify.service import NotifyService
 from consumers.notify.settings import NotifySettings
 from consumers.runtime import Failure, RetryableError, Worker, WorkerRecord
 from consumers.sqlstore import is_transient, make_engine
-from tpipe import metrics
+from plumbing import metrics
 
 __all__ = ["SqlStore", "SqlStoreWorker", "StoreResult"]
 

@@ -35,11 +35,11 @@ from ingest.settings import IngestSettings
 from ingest.spool.frame import encode_raw
 from ingest.spool.log import Spool, SpoolFull, SpoolWriteError
 from ingest.tokens import TokenStore
+from plumbing import metrics
+from plumbing.logs import register_secret
 from schemas.body import check_body
 from schemas.errors import BodyTooLargeError
 from schemas.parse import BodyError, parse_body
-from tpipe import metrics
-from tpipe.logs import register_secret
 
 log = logging.getLogger("tpipe.ingest")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from ingest.settings import IngestSettings
-from tpipe.cli_support import add_settings_arguments, settings_from_args
+from plumbing.cli_settings import add_settings_arguments, settings_from_args
 
 DEFAULT_TOKENS_FILE = Path("var/tokens.json")
 

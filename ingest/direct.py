@@ -16,8 +16,8 @@ from ingest.forwarder import producer_factory
 from ingest.publisher import outcomes, submit
 from ingest.records import KafkaRecord, RecordBuilder
 from ingest.settings import IngestSettings
+from plumbing import metrics
 from schemas.envelope import Envelope
-from tpipe import metrics
 
 
 class DirectPublisher:

@@ -20,7 +20,7 @@ import orjson
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
-from tpipe import metrics
+from plumbing import metrics
 
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 

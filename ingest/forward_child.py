@@ -26,7 +26,7 @@ from ingest.settings import IngestSettings
 from ingest.spool.files import Position
 from ingest.spool.frame import SpoolRecord
 from ingest.spool.reader import read_frames
-from tpipe.logs import configure_logging, register_secret
+from plumbing.logs import configure_logging, register_secret
 
 log = logging.getLogger("tpipe.forwarder")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingest.spool.files import Position
-from tpipe import metrics
+from plumbing import metrics
 
 #: aiokafka retries what the cluster refuses for reasons of its own (not enough replicas, no
 #: leader ...) without failing the send; its warnings are the only place that says why.

@@ -39,8 +39,8 @@ from ingest.settings import IngestSettings
 from ingest.spool.files import Position
 from ingest.spool.frame import RAW_TOPIC, SpoolRecord
 from ingest.topic_rules import load_timestamp_bounds
+from plumbing import kafka_clients
 from schemas import topics
-from tpipe import kafka_clients
 
 log = logging.getLogger("tpipe.forwarder")
 

@@ -35,7 +35,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ingest.settings import IngestSettings
-from tpipe import metrics
+from plumbing import metrics
 
 log = logging.getLogger("tpipe.ingest.http")
 

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
+from plumbing.settings import KafkaSettings
 from schemas.body import DEFAULT_LIMITS, BodyLimits
-from tpipe.settings import KafkaSettings
 
 
 class IngestSettings(KafkaSettings):

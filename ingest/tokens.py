@@ -5,7 +5,7 @@ Sources: tokens given on the command line / environment (``--token``) and a toke
 changes (checked every second) or on SIGHUP, without a restart. The file is written 0600 (never
 readable by others, whatever the umask), through a temporary file renamed over it.
 
-A token the store accepts is registered with ``tpipe.logs.register_secret`` the first time it is
+A token the store accepts is registered with ``plumbing.logs.register_secret`` the first time it is
 seen, so a token that exists only as a digest here (``tpipe token new``) is redacted from log lines
 as a literal too, not only where a pattern recognises it.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from tpipe.logs import register_secret
+from plumbing.logs import register_secret
 
 MAX_ACTIVE_TOKENS = 10
 

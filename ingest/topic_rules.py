@@ -1,7 +1,7 @@
 """What each topic accepts as a record timestamp, read from the cluster when the forwarder starts.
 
 Records carry the event's ``created_at`` (the car's clock) as their timestamp. Topics tpipe creates
-accept any time (``tpipe.kafka_clients.TIMESTAMP_CONFIGS``); a topic created otherwise may bound it
+accept any time (``plumbing.kafka_clients.TIMESTAMP_CONFIGS``); a topic created otherwise may bound it
 (Kafka 4's default refuses records more than an hour in the future). Knowing the bounds, the
 forwarder stamps such a record with its ``received_at`` instead (header ``timestamp_source``)
 before Kafka refuses it, so one car with a wrong clock never costs a refused batch. A refusal the
@@ -16,8 +16,8 @@ from typing import Any
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from tpipe import kafka_clients
-from tpipe.settings import KafkaSettings
+from plumbing import kafka_clients
+from plumbing.settings import KafkaSettings
 
 log = logging.getLogger("tpipe.forwarder")
 

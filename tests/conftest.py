@@ -3,7 +3,7 @@
 Where the broker comes from, first match wins:
 1. ``KAFKA_BOOTSTRAP_SERVERS`` set: that cluster, as is (no lifecycle).
 2. A Docker engine answers: testcontainers' Kafka (KRaft).
-3. Otherwise: tpipe's own broker from Maven-resolved jars (``tpipe.broker.LocalBroker``).
+3. Otherwise: tpipe's own broker from Maven-resolved jars (``localbroker.LocalBroker``).
 If none can start the tests FAIL (Kafka tests are never skipped).
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.kafka_broker import broker_settings
-from tpipe.broker import LocalBroker
-from tpipe.settings import KafkaSettings
+from localbroker import LocalBroker
+from plumbing.settings import KafkaSettings
+from tests.support.kafka_broker import broker_settings
 
 log = logging.getLogger("tests.kafka")
 
@@ -78,12 +78,12 @@ def kafka_bootstrap() -> Iterator[str]:
         try:
             started = _start_local_broker()
         except Exception as e:
-            errors.append(f"local jar broker (tpipe.broker.LocalBroker): {e}")
+            errors.append(f"local jar broker (localbroker.LocalBroker): {e}")
     if started is None:
         pytest.fail(
             "no Kafka broker available for the tests:\n- "
             + "\n- ".join(errors)
-            + "\nSet KAFKA_BOOTSTRAP_SERVERS, start Docker, or make `python -m tpipe.broker --resolve-only`"
+            + "\nSet KAFKA_BOOTSTRAP_SERVERS, start Docker, or make `python -m localbroker --resolve-only`"
             " work (needs java 17+ and mvn).",
             pytrace=False,
         )

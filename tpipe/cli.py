@@ -1,70 +1,105 @@
-"""``tpipe``: one console script, one sub-command per job.
+"""``tpipe``: one console script, one sub-command per job — the composition root.
 
-Each package contributes its own sub-commands through a ``register(subparsers)`` function, so this
-module only assembles the tree; every handler is ``args.func(args) -> int``.
+Only the module behind the chosen command is imported (``tpipe consume telemetry`` loads no receiver
+code, ``tpipe serve`` no consumer code): the command table below names each command's help and the
+modules that register it (``register(subparsers)``; workers ``register_consume(subparsers)``). Every
+handler is ``args.func(args) -> int``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-# Modules exposing ``register(subparsers)``; ``consume`` workers expose ``register_consume(subparsers)``.
-TOP_LEVEL = (
-    "tpipe.broker_cli",
-    "ingest.cli",
-    "consumers.cli",
-    "consumers.lake.cli",
-    "consumers.alerts.cli",
-    "consumers.credits.cli",
-    "consumers.replay.cli",
-    "tpipe.run_all",
-)
-WORKERS = (
-    "consumers.lake.cli",
-    "consumers.alerts.cli",
-    "consumers.credits.cli",
-)
+#: command -> (help, modules whose ``register(subparsers)`` adds it, in order)
+COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "run": ("run broker, receiver and workers locally (what `make run` does)", ("tpipe.run_all",)),
+    "broker": ("run a local Apache Kafka broker (no Docker)", ("localbroker.cli",)),
+    "serve": ("run the webhook receiver", ("ingest.cli",)),
+    "token": ("manage webhook tokens (digests only are stored)", ("ingest.cli",)),
+    "consume": ("run one consumer worker: telemetry, alerts or credits", ()),
+    "lake": ("query and replay the Iceberg lake", ("consumers.lake.cli",)),  # + consumers.replay.lake_cli
+    "alerts": ("active alerts and alert history", ("consumers.alerts.cli",)),
+    "credits": ("the API credit ledger: balance and usage", ("consumers.credits.cli",)),
+    "replay": ("replay history from Kafka to a topic, a file or a webhook URL", ("consumers.replay.cli",)),
+    "consumers": ("consumer groups: reset offsets to a time", ("consumers.cli",)),
+    "topics": ("create and list the contract's topics", ("consumers.cli",)),
+}
+#: ``tpipe consume <worker>`` -> (help, module exposing ``register_consume``)
+WORKERS: dict[str, tuple[str, str]] = {
+    "telemetry": ("data/state/connectivity/vehicle_data into the Iceberg lake", "consumers.lake.cli"),
+    "alerts": ("alerts and errors into alert states and notifications", "consumers.alerts.cli"),
+    "credits": ("credit events into the exact credit ledger", "consumers.credits.cli"),
+}
 
 
-def _load(name: str) -> object | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:  # a package not built yet; anything else is a real error
-        if exc.name and name.startswith(exc.name):
-            return None
-        raise
-
-
-def build_parser() -> argparse.ArgumentParser:
+def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpipe", description="Teslemetry webhooks into Kafka and beyond.")
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (env TPIPE_LOG_LEVEL)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    consume = sub.add_parser("consume", help="run one consumer worker")
-    consume_sub = consume.add_subparsers(dest="worker", required=True, metavar="WORKER")
-    for name in WORKERS:
-        mod = _load(name)
-        if mod is not None and hasattr(mod, "register_consume"):
-            mod.register_consume(consume_sub)
-    for name in TOP_LEVEL:
-        mod = _load(name)
-        if mod is not None and hasattr(mod, "register"):
-            mod.register(sub)
+    parser.add_argument("--log-level", default=None, metavar="LEVEL",
+                        help="DEBUG, INFO, WARNING (env TPIPE_LOG_LEVEL; default INFO)")
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word: the first argument that is not a top-level option or its value."""
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--log-level":
+            i += 2
+            continue
+        if a.startswith("--log-level="):
+            i += 1
+            continue
+        return a if a in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser for ``argv``'s command (its modules imported and registered), or, with no known
+    command, the top-level parser that lists every command from the table."""
+    parser = _top_parser()
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    command = _command_of(argv)
+    if command is None:
+        for name, (help_text, _) in COMMANDS.items():
+            sub.add_parser(name, help=help_text)
+        return parser
+    if command == "consume":
+        _register_consume(sub, argv)
+        return parser
+    for module in COMMANDS[command][1]:
+        group = importlib.import_module(module).register(sub)
+        if command == "lake":  # `lake replay` lives with the replay tooling
+            from consumers.replay.lake_cli import register_lake
+
+            register_lake(group)
+    return parser
+
+
+def _register_consume(sub: argparse._SubParsersAction, argv: Sequence[str]) -> None:  # type: ignore[type-arg]
+    consume = sub.add_parser("consume", help=COMMANDS["consume"][0])
+    workers = consume.add_subparsers(dest="worker", required=True, metavar="WORKER")
+    rest = list(argv)[list(argv).index("consume") + 1:]
+    chosen = rest[0] if rest and rest[0] in WORKERS else None
+    for name, (help_text, module) in WORKERS.items():
+        if chosen is None or name == chosen:
+            importlib.import_module(module).register_consume(workers)
+        else:
+            workers.add_parser(name, help=help_text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    import os
+    from plumbing.logs import configure_logging
 
-    from tpipe.logs import configure_logging
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     configure_logging(args.log_level or os.environ.get("TPIPE_LOG_LEVEL", "INFO"))
-    rc = args.func(args)
-    return int(rc or 0)
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

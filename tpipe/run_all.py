@@ -4,7 +4,6 @@ consumer worker — with an embedded default for everything (``make run``)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-WORKERS = {"telemetry": "consumers.lake.cli", "alerts": "consumers.alerts.cli", "credits": "consumers.credits.cli"}
+WORKERS = ("telemetry", "alerts", "credits")
 RUN_TOKEN_LABEL = "make-run"
 
 
@@ -55,7 +54,7 @@ def _wait_ready(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout: fl
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tpipe.broker import LocalBroker
+    from localbroker import LocalBroker
 
     var: Path = args.var_dir.resolve()
     var.mkdir(parents=True, exist_ok=True)
@@ -85,9 +84,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         _wait_ready(f"http://127.0.0.1:{args.port}/readyz", procs)
         if not args.no_workers:
-            for name, module in WORKERS.items():
-                if importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None:
-                    procs[name] = subprocess.Popen([*tpipe, "consume", name], env=env)
+            for name in WORKERS:
+                procs[name] = subprocess.Popen([*tpipe, "consume", name], env=env)
         url = f"http://127.0.0.1:{args.port}/webhook"
         print(
             f"""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from consumers.alerts.settings import AlertsSettings
-from tpipe.cli_support import add_settings_arguments, settings_from_args
+from plumbing.cli_settings import add_settings_arguments, settings_from_args
 
 if TYPE_CHECKING:
     from consumers.alerts.store import AlertStore

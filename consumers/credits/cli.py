@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from consumers.credits.settings import CreditsSettings
-from tpipe.cli_support import add_settings_arguments, settings_from_args
+from plumbing.cli_settings import add_settings_arguments, settings_from_args
 
 if TYPE_CHECKING:
     from consumers.credits.worker import CreditsWorker

@@ -23,7 +23,7 @@ from consumers.credits.store import (
 )
 from consumers.sqlstore import redact_url
 from consumers.sqlworker import SqlStoreWorker
-from tpipe import metrics
+from plumbing import metrics
 
 __all__ = ["CreditsWorker"]
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from datetime import UTC, datetime
 
-from tpipe.cli_support import add_settings_arguments, settings_from_args
+from plumbing.cli_settings import add_settings_arguments, settings_from_args
 
 
 def register_consume(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,11 +31,14 @@ def _consume(args: argparse.Namespace) -> int:
     return run_worker(TelemetryWorker(settings), settings)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """``tpipe lake latest|sql``; returns the ``lake`` sub-commands so the CLI can add ``replay``."""
     from consumers.lake.settings import LakeCatalogSettings
 
     lake = sub.add_parser("lake", help="query the Iceberg lake")
-    lake_sub = lake.add_subparsers(dest="lake_command", required=True, metavar="COMMAND")
+    lake_sub: argparse._SubParsersAction = lake.add_subparsers(  # type: ignore[type-arg]
+        dest="lake_command", required=True, metavar="COMMAND"
+    )
 
     p = lake_sub.add_parser("latest", help="latest value of every field of one vehicle")
     p.add_argument("vin")
@@ -54,18 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--max-width", type=int, default=60, help="cut cells longer than this")
     add_settings_arguments(q, LakeCatalogSettings)
     q.set_defaults(func=_sql)
-
-    try:
-        replay = importlib.import_module("consumers.replay.cli")
-    except ModuleNotFoundError as exc:
-        if not (exc.name and "consumers.replay.cli".startswith(exc.name)):
-            raise
-    else:
-        if hasattr(replay, "register_lake_replay"):
-            try:
-                replay.register_lake_replay(lake_sub)
-            except ImportError as exc:  # a broken replay package must not take `tpipe lake` down
-                print(f"warning: `tpipe lake replay` unavailable: {exc}", file=sys.stderr)
+    return lake_sub
 
 
 def _latest(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from consumers.lake.settings import LakeSettings
 from consumers.lake.sink import TableSink
 from consumers.lake.tables import TABLES, ensure_tables, open_catalog
 from consumers.runtime import Failure, Offsets, RetryableError, Worker, WorkerRecord
-from tpipe import metrics
+from plumbing import metrics
 
 log = logging.getLogger("consumers.lake")
 

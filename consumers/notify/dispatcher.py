@@ -114,12 +114,12 @@ class Dispatcher:
 
 
 def _count(sink: str, outcome: str) -> None:
-    from tpipe import metrics
+    from plumbing import metrics
 
     metrics.NOTIFICATIONS.labels(sink=sink, outcome=outcome).inc()
 
 
 def _observe_pending(d: Dispatcher) -> None:
-    from tpipe import metrics
+    from plumbing import metrics
 
     metrics.NOTIFY_OUTBOX_PENDING.labels(worker=d.worker).set(d.outbox.counts(d.engine)["pending"])

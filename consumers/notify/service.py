@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from consumers.notify.dispatcher import Dispatcher
 from consumers.notify.outbox import Outbox
 from consumers.notify.settings import NotifySettings, build_sinks
-from tpipe.settings import KafkaSettings
+from plumbing.settings import KafkaSettings
 
 __all__ = ["NotifyService"]
 
@@ -35,8 +35,8 @@ class NotifyService:
         self.dispatcher: Dispatcher | None = None
 
     async def start(self) -> None:
+        from plumbing.kafka_clients import ensure_topics, make_producer
         from schemas.topics import dlq_topic, notifications_topic
-        from tpipe.kafka_clients import ensure_topics, make_producer
 
         s = self.settings
         assert isinstance(s, KafkaSettings)

@@ -70,10 +70,10 @@ class NotifySettings(BaseSettings):
             )
 
     def register_secrets(self, *db_urls: str) -> None:
-        """Keep the signing secrets and database passwords out of every log line (``tpipe.logs``)."""
+        """Keep the signing secrets and database passwords out of every log line (``plumbing.logs``)."""
         from sqlalchemy.engine import make_url
 
-        from tpipe.logs import register_secret
+        from plumbing.logs import register_secret
 
         for secret in self.http_secrets():
             register_secret(secret)

@@ -12,7 +12,7 @@ from consumers.replay.selection import ReplayEvent, Selection
 from consumers.replay.sinks import Sink
 from consumers.replay.text import columns
 from consumers.replay.timeparse import format_ms
-from tpipe.settings import KafkaSettings
+from plumbing.settings import KafkaSettings
 
 __all__ = ["deliver", "describe_selection", "format_ranges", "replay_kafka"]
 

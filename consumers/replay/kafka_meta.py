@@ -1,4 +1,4 @@
-"""Cluster metadata through the admin client (tpipe.kafka_clients.make_admin): topics and their
+"""Cluster metadata through the admin client (plumbing.kafka_clients.make_admin): topics and their
 partitions, consumer-group state. Metadata is asked for *all* topics, which never auto-creates one."""
 
 from __future__ import annotations

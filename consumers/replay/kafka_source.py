@@ -25,9 +25,9 @@ from aiokafka.structs import TopicPartition
 from consumers.replay.kafka_meta import topic_partitions
 from consumers.replay.progress import Progress
 from consumers.replay.selection import ReplayEvent, Selection
+from plumbing.kafka_clients import make_admin, make_consumer
+from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope, EnvelopeError
-from tpipe.kafka_clients import make_admin, make_consumer
-from tpipe.settings import KafkaSettings
 
 __all__ = ["KafkaSource", "PartitionRange"]
 

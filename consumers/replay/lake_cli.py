@@ -8,14 +8,15 @@ import sys
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, TextIO
 
+from consumers.replay.arguments import add_selection_arguments, selection_from_args, sink_from_args
 from consumers.replay.progress import Progress
 from consumers.replay.selection import ReplayEvent, Selection
 from consumers.replay.sinks import Sink
 from consumers.replay.text import run_command
-from tpipe.cli_support import add_settings_arguments, settings_from_args
-from tpipe.settings import KafkaSettings
+from plumbing.cli_settings import add_settings_arguments, settings_from_args
+from plumbing.settings import KafkaSettings
 
-__all__ = ["register", "replay_lake"]
+__all__ = ["register_lake", "replay_lake"]
 
 
 async def _aiter(events: Iterable[ReplayEvent]) -> AsyncIterator[ReplayEvent]:
@@ -71,11 +72,10 @@ async def replay_lake(
     return sent
 
 
-def register(lake_sub: argparse._SubParsersAction, settings_cls: Any = None) -> None:  # type: ignore[type-arg]
-    from consumers.replay.cli import add_selection_arguments
+def register_lake(lake_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``replay`` under ``tpipe lake`` (the ``tpipe`` CLI composes it with ``consumers.lake.cli``)."""
+    from consumers.lake.settings import LakeCatalogSettings as settings_cls
 
-    if settings_cls is None:
-        from consumers.lake.settings import LakeCatalogSettings as settings_cls
     p = lake_sub.add_parser(
         "replay",
         help="replay history from the lake (after Kafka's retention) to a topic, a file or a webhook URL",
@@ -89,8 +89,6 @@ def register(lake_sub: argparse._SubParsersAction, settings_cls: Any = None) -> 
 
 
 def _run(args: argparse.Namespace) -> int:
-    from consumers.replay.cli import selection_from_args, sink_from_args
-
     def body() -> None:
         catalog_settings = settings_from_args(args.lake_settings_cls, args)
         sink = sink_from_args(args, settings_from_args(KafkaSettings, args))

@@ -21,8 +21,8 @@ from consumers.replay.kafka_meta import GroupInfo, describe_group, retrying, top
 from consumers.replay.selection import ReplayError
 from consumers.replay.text import columns
 from consumers.replay.timeparse import format_ms
-from tpipe.kafka_clients import make_admin, make_consumer
-from tpipe.settings import KafkaSettings
+from plumbing.kafka_clients import make_admin, make_consumer
+from plumbing.settings import KafkaSettings
 
 __all__ = ["LAKE_WORKER", "ResetRow", "format_plan", "lake_refusal", "plan_reset", "reset_group"]
 

@@ -14,9 +14,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from consumers.replay.selection import ReplayError, ReplayEvent
-from tpipe.kafka_clients import ensure_topics, make_producer
-from tpipe.logs import redact, register_secret
-from tpipe.settings import KafkaSettings
+from plumbing.kafka_clients import ensure_topics, make_producer
+from plumbing.logs import redact, register_secret
+from plumbing.settings import KafkaSettings
 
 __all__ = ["FileSink", "Sink", "TopicSink", "UrlSink"]
 

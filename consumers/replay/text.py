@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from aiokafka.errors import KafkaError
 
 from consumers.replay.selection import ReplayError
-from tpipe.logs import redact
+from plumbing.logs import redact
 
 __all__ = ["columns", "run_command"]
 

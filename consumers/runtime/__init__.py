@@ -27,7 +27,7 @@ In-process (tests)::
 
 Contract (what the runtime guarantees and what it expects):
 
-* Consumer from ``tpipe.kafka_clients.make_consumer`` (auto-commit off, ``read_committed``,
+* Consumer from ``plumbing.kafka_clients.make_consumer`` (auto-commit off, ``read_committed``,
   ``auto_offset_reset=earliest``), group ``settings.group_id or "<prefix>.<worker.name>"``;
   the topics and ``<prefix>.dlq`` are created if missing.
 * Loop: ``getmany(timeout_ms=batch_timeout_ms, max_records=batch_size)`` -> decode each value
@@ -51,7 +51,7 @@ Contract (what the runtime guarantees and what it expects):
 * SIGTERM/SIGINT (``run_worker``): stop polling, finish the batch in flight, ``checkpoint(force=True)``,
   commit, ``worker.stop()``, leave the group; bounded by ``drain_timeout_s``. A second signal
   exits at once (status 130).
-* Metrics (``tpipe.metrics``, label ``worker``): ``WORKER_PROCESSED`` (handled minus failures),
+* Metrics (``plumbing.metrics``, label ``worker``): ``WORKER_PROCESSED`` (handled minus failures),
   ``WORKER_FAILED`` and ``WORKER_DLQ`` (dead-lettered), ``WORKER_COMMIT_SECONDS`` (checkpoint +
   Kafka commit), ``WORKER_LAG`` per topic/partition (highwater - handled position).
   ``WORKER_DUPLICATES`` is the worker's to count. ``run_worker`` serves ``REGISTRY`` on

@@ -18,7 +18,7 @@ from consumers.runtime.dlq import DeadLetter
 from consumers.runtime.errors import RetryableError
 from consumers.runtime.settings import WorkerSettings
 from consumers.runtime.worker import Failure, Offsets, Worker, WorkerRecord
-from tpipe import kafka_clients, metrics
+from plumbing import kafka_clients, metrics
 
 log = logging.getLogger("consumers.runtime")
 
@@ -452,7 +452,7 @@ async def run(worker: Worker, settings: WorkerSettings, *, stop: asyncio.Event |
 
 
 def start_metrics_server(settings: WorkerSettings) -> Callable[[], None] | None:
-    """Serve ``tpipe.metrics.REGISTRY`` on ``settings.metrics_port`` (0: none). Returns a closer."""
+    """Serve ``plumbing.metrics.REGISTRY`` on ``settings.metrics_port`` (0: none). Returns a closer."""
     if not settings.metrics_port:
         return None
     from prometheus_client import start_http_server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from tpipe.settings import KafkaSettings
+from plumbing.settings import KafkaSettings
 
 
 class WorkerSettings(KafkaSettings):

@@ -141,7 +141,7 @@ class Spool:
         # called after each group commit with (segment, its committed size): a forwarder process's feed
         self.listeners: list[Callable[[int, int], None]] = []
         self._summary = CommitSummary()
-        from tpipe.metrics import SPOOL_FSYNC_SECONDS
+        from plumbing.metrics import SPOOL_FSYNC_SECONDS
 
         self._fsync_seconds = SPOOL_FSYNC_SECONDS
         self._wakeup = asyncio.Event()

@@ -1,0 +1,5 @@
+import sys
+
+from localbroker.cli import main
+
+sys.exit(main())

@@ -1,0 +1,157 @@
+"""The one place that builds Kafka client configuration (producer, consumer, admin).
+
+Every process (receiver, forwarder, workers, replay, CLI tools) gets its clients from here, so
+security settings, client ids and delivery guarantees are decided once.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import InvalidConfigurationError, for_code
+
+from plumbing.settings import KafkaSettings
+
+
+def _ssl_context(s: KafkaSettings) -> ssl.SSLContext | None:
+    if s.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    ctx = ssl.create_default_context(cafile=s.kafka_ssl_cafile)
+    if s.kafka_ssl_certfile:
+        ctx.load_cert_chain(s.kafka_ssl_certfile, s.kafka_ssl_keyfile)
+    ctx.check_hostname = s.kafka_ssl_check_hostname
+    return ctx
+
+
+def common_config(s: KafkaSettings, *, role: str) -> dict[str, Any]:
+    """Connection and security options every aiokafka client takes."""
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": s.kafka,
+        "client_id": f"{s.kafka_client_id}-{role}",
+        "security_protocol": s.kafka_security_protocol,
+    }
+    ctx = _ssl_context(s)
+    if ctx is not None:
+        cfg["ssl_context"] = ctx
+    if s.kafka_security_protocol.startswith("SASL"):
+        cfg["sasl_mechanism"] = s.kafka_sasl_mechanism or "PLAIN"
+        cfg["sasl_plain_username"] = s.kafka_sasl_username
+        cfg["sasl_plain_password"] = (
+            s.kafka_sasl_password.get_secret_value() if s.kafka_sasl_password else None
+        )
+    return cfg
+
+
+def producer_config(s: KafkaSettings, *, role: str = "producer", **overrides: Any) -> dict[str, Any]:
+    """Durable producer: acks=all, idempotent, compressed, small linger."""
+    cfg = common_config(s, role=role)
+    cfg.update(
+        acks="all",
+        enable_idempotence=True,
+        compression_type="lz4",
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        # one record as large as the topics tpipe creates take (see topic_configs), plus headroom
+        max_request_size=max(4 << 20, s.topic_max_message_bytes + (64 << 10)),
+        request_timeout_ms=30_000,
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def consumer_config(
+    s: KafkaSettings, *, group_id: str | None, role: str = "consumer", **overrides: Any
+) -> dict[str, Any]:
+    """Consumer that never auto-commits: workers commit after their effects are durable."""
+    cfg = common_config(s, role=role)
+    cfg.update(
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=2000,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def make_producer(s: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(**producer_config(s, **overrides))
+
+
+def make_consumer(s: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, **consumer_config(s, group_id=group_id, **overrides))
+
+
+def make_admin(s: KafkaSettings, **overrides: Any) -> AIOKafkaAdminClient:
+    cfg = common_config(s, role="admin")
+    cfg.setdefault("request_timeout_ms", 15_000)
+    cfg.update(overrides)
+    return AIOKafkaAdminClient(**cfg)
+
+
+#: Kafka's longest duration: a timestamp bound of this size accepts any event time.
+ANY_TIME_MS = str(2**63 - 1)
+#: Set on every topic tpipe creates: events carry the car's clock as record timestamp, and a car
+#: an hour ahead (Kafka 4 refuses records > 1 h in the future by default) or a backlog drained
+#: after a long outage must never be refused for it.
+TIMESTAMP_CONFIGS = {
+    "message.timestamp.after.max.ms": ANY_TIME_MS,
+    "message.timestamp.before.max.ms": ANY_TIME_MS,
+}
+
+
+def topic_configs(s: KafkaSettings) -> dict[str, str]:
+    """The configs every topic tpipe creates gets (retention, size, timestamp bounds)."""
+    configs = {**TIMESTAMP_CONFIGS, "max.message.bytes": str(s.topic_max_message_bytes)}
+    if s.topic_retention_ms is not None:
+        configs["retention.ms"] = str(s.topic_retention_ms)
+    return configs
+
+
+async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int | None = None) -> list[str]:
+    """Create the topics that are missing; returns the names created. Safe to call concurrently.
+
+    Existing topics are left as they are (the forwarder adapts to their timestamp bounds)."""
+    admin = make_admin(s)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [n for n in dict.fromkeys(names) if n not in existing]
+        if not missing:
+            return []
+        configs = topic_configs(s)
+
+        def new_topics(topic_names: list[str], cfg: dict[str, str]) -> list[NewTopic]:
+            return [
+                NewTopic(
+                    name=n,
+                    num_partitions=partitions or s.topic_partitions,
+                    replication_factor=s.topic_replication_factor,
+                    topic_configs=cfg,
+                )
+                for n in topic_names
+            ]
+
+        refused = _config_refusals(await admin.create_topics(new_topics(missing, configs)))
+        if refused:  # brokers before Kafka 3.6 lack the timestamp bounds (and accept any time by default)
+            older = {k: v for k, v in configs.items() if k not in TIMESTAMP_CONFIGS}
+            await admin.create_topics(new_topics(refused, older))
+        return missing
+    finally:
+        await admin.close()
+
+
+def _config_refusals(response: Any) -> list[str]:
+    """Topics a CreateTopics response refused for their configs (other errors, such as
+    "already exists" from a concurrent creator, are not ours to handle)."""
+    out = []
+    for entry in getattr(response, "topic_errors", ()):
+        name, code = entry[0], entry[1]
+        if code and for_code(code) is InvalidConfigurationError:
+            out.append(name)
+    return out

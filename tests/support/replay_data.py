@@ -1,0 +1,115 @@
+"""Test data for the replay tests: a few hours of history for a few VINs, produced like the receiver
+would (topic_for / key_for / headers_for, value Envelope.to_json, record timestamp created_at_ms),
+with a plain producer. Also a CLI runner holding only the replay package's commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from plumbing.kafka_clients import ensure_topics, make_producer
+from plumbing.settings import KafkaSettings
+from schemas.envelope import Envelope
+from schemas.parse import parse_object
+from schemas.topics import all_event_topics, headers_for, key_for, topic_for
+
+VINS = ("5YJ3E1EA0PF000000", "5YJ3E1EA0PF000001", "5YJ3E1EA0PF000002", "5YJ3E1EA0PF000003")
+MIN = 60_000
+
+
+def iso(ms: int) -> str:
+    from consumers.replay.timeparse import format_ms
+
+    return format_ms(ms)
+
+
+@dataclass
+class History:
+    """What was produced, in production order (= per-partition arrival order)."""
+
+    base_ms: int
+    envelopes: list[Envelope] = field(default_factory=list)
+    late: list[Envelope] = field(default_factory=list)  # produced ~30 min after their created_at
+
+    def select(self, types: set[str], vins: set[str], from_ms: int, to_ms: int) -> list[Envelope]:
+        return [
+            e for e in self.envelopes
+            if e.type in types and e.vin in vins and from_ms <= e.created_at_ms < to_ms
+        ]
+
+
+def build_history(base_ms: int, minutes: int = 180) -> History:
+    """Per minute per VIN a ``data`` event; a ``state`` every 10 min; an ``alerts`` every 30 min.
+    One ``data`` event of VIN 0 created at +110.5 min is produced late, after the +140 min events."""
+    h = History(base_ms)
+    late_payload = {"createdAt": iso(base_ms + 110 * MIN + 30_000), "vin": VINS[0], "data": {"Odometer": 1.5}}
+    for i in range(minutes):
+        t = base_ms + i * MIN
+        for n, vin in enumerate(VINS):
+            payloads = [{"createdAt": iso(t + n), "vin": vin, "data": {"VehicleSpeed": i, "BatteryLevel": 50 + n}}]
+            if i % 10 == n:
+                payloads.append({"createdAt": iso(t + n + 1), "vin": vin, "state": "online" if i % 20 else "asleep"})
+            if i % 30 == n:
+                payloads.append({"createdAt": iso(t + n + 2), "vin": vin, "alerts": [
+                    {"name": f"ALERT_{i}", "audiences": ["Customer"], "startedAt": iso(t)}]})
+            if i % 15 == n:  # fields of every lake column kind, and the other lake tables
+                payloads.append({"createdAt": iso(t + n + 3), "vin": vin, "data": {
+                    "Location": {"latitude": 52.09 + i / 1000, "longitude": 5.12}, "Gear": "ShiftStateD",
+                    "Locked": i % 2 == 0, "Odometer": 10423.6 + i, "MinutesToArrival": None,
+                    "DoorState": {"DriverFront": False, "TrunkRear": True}}})
+                payloads.append({"createdAt": iso(t + n + 4), "vin": vin, "networkInterface": "wifi",
+                                 "status": "CONNECTED" if i % 30 else "DISCONNECTED"})
+            if i % 45 == n:
+                payloads.append({"createdAt": iso(t + n + 5), "vin": vin, "vehicle_data": {
+                    "vin": vin, "state": "online", "charge_state": {"battery_level": 70 + n}}})
+            for p in payloads:
+                h.envelopes.extend(parse_object(p, received_at_ms=t + 5_000))
+        if i == 140:
+            late = parse_object(late_payload, received_at_ms=t)
+            h.envelopes.extend(late)
+            h.late.extend(late)
+    return h
+
+
+async def produce_history(settings: KafkaSettings, history: History) -> None:
+    await ensure_topics(settings, all_event_topics(settings.topic_prefix))
+    producer = make_producer(settings, role="test-history")
+    await producer.start()
+    try:
+        futs = [
+            await producer.send(
+                topic_for(e.type, settings.topic_prefix), e.to_json(), key=key_for(e),
+                headers=headers_for(e), timestamp_ms=e.created_at_ms,
+            )
+            for e in history.envelopes
+        ]
+        await producer.flush()
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+
+
+def make_history(settings: KafkaSettings) -> History:
+    base = (int(time.time() * 1000) // MIN) * MIN - 4 * 60 * MIN  # 4 h ago: well inside any retention
+    h = build_history(base)
+    asyncio.run(produce_history(settings, h))
+    return h
+
+
+def run_cli(*argv: str) -> int:
+    """``tpipe <argv>`` with the commands of consumers.replay.cli and consumers.cli only."""
+    from consumers import cli as consumers_cli
+    from consumers.replay import cli as replay_cli
+
+    parser = argparse.ArgumentParser(prog="tpipe")
+    sub = parser.add_subparsers(dest="command", required=True)
+    replay_cli.register(sub)
+    consumers_cli.register(sub)
+    args = parser.parse_args(list(argv))
+    return int(args.func(args))
+
+
+def kafka_args(settings: KafkaSettings) -> list[str]:
+    return ["--kafka", settings.kafka, "--topic-prefix", settings.topic_prefix]
