@@ -26,8 +26,8 @@ from ingest.settings import IngestSettings
 from ingest.spool.frame import SpoolRecord
 from plumbing import kafka_clients
 from schemas import topics
-from schemas._time import ms_to_iso
 from schemas.parse import parse_body
+from schemas.times import ms_to_iso
 
 perf = time.perf_counter
 LAKE_TYPES = ("data", "state", "connectivity", "vehicle_data")

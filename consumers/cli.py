@@ -17,7 +17,7 @@ _TOPIC_FIELDS = {"topic_partitions", "topic_retention_ms"}
 
 def _run_reset(args: argparse.Namespace) -> int:
     from consumers.replay.reset import format_plan, reset_group
-    from consumers.replay.timeparse import format_ms, parse_time_ms
+    from schemas.times import format_ms, parse_time_ms
 
     def body() -> None:
         settings = settings_from_args(KafkaSettings, args)

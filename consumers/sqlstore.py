@@ -13,7 +13,6 @@ for the small report commands.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -23,15 +22,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
 
 __all__ = [
-    "day_of_ms",
     "is_transient",
     "insert_ignore",
     "make_engine",
-    "ms_to_iso",
-    "now_ms",
     "redact_url",
     "render_table",
-    "ts_to_ms",
     "unseen_events",
 ]
 
@@ -107,53 +102,6 @@ def unseen_events(conn: Connection, id_column: Column[Any], events: Iterable[_Ev
 def redact_url(url: str) -> str:
     """The URL with its password hidden, for logs."""
     return make_url(url).render_as_string(hide_password=True)
-
-
-# --- time ----------------------------------------------------------------------------------------
-
-
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
-def ts_to_ms(value: Any) -> int | None:
-    """Epoch ms of an event timestamp: ISO-8601 (``Z``/offset, any fraction; no zone = UTC) or an
-    epoch number in s or ms. None when it is not one."""
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            try:
-                value = float(value)
-            except ValueError:
-                return None
-        else:
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            return _floor_ms(dt)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if value != value:  # NaN
-        return None
-    return int(value * 1000) if abs(value) < 1e11 else int(value)
-
-
-def _floor_ms(dt: datetime) -> int:
-    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400_000) + delta.seconds * 1000 + delta.microseconds // 1000
-
-
-def ms_to_iso(ms: int | None) -> str:
-    """``2024-10-04T10:45:17.537Z`` (empty string for None)."""
-    if ms is None:
-        return ""
-    dt = datetime.fromtimestamp(ms / 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def day_of_ms(ms: int) -> str:
-    """The UTC calendar day ``YYYY-MM-DD`` of an epoch-ms instant."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
 # --- output --------------------------------------------------------------------------------------

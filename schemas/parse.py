@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 
 from schemas._raw import decode_datums
-from schemas._time import iso_to_ms, ms_to_iso, render_as_sent, to_ms
 from schemas.body import DEFAULT_LIMITS, BodyLimits, decode_body
 from schemas.envelope import Envelope, new_envelope
 from schemas.errors import BodyError
@@ -24,6 +23,7 @@ from schemas.event_types import (
     EventType,
     SourceFormat,
 )
+from schemas.times import iso_to_ms, ms_to_iso, render_as_sent, to_ms
 
 __all__ = ["BodyError", "event_id_for", "parse_body", "parse_object"]
 

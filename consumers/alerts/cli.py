@@ -89,7 +89,7 @@ def _add_listing(
 
 def parse_since(text: str | None, *, now: datetime | None = None) -> int | None:
     """Epoch ms from an ISO time or a duration back from now (``30s``, ``90m``, ``24h``, ``7d``)."""
-    from consumers.sqlstore import ts_to_ms
+    from schemas.times import to_ms
 
     if not text:
         return None
@@ -98,7 +98,7 @@ def parse_since(text: str | None, *, now: datetime | None = None) -> int | None:
         secs = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
         base = now or datetime.now(UTC)
         return int(base.timestamp() * 1000 - secs * 1000)
-    ms = ts_to_ms(text)
+    ms = to_ms(text)
     if ms is None:
         raise ValueError(f"--since: not an ISO time or a duration like 24h: {text!r}")
     return ms

@@ -44,7 +44,8 @@ from sqlalchemy import (
 from consumers.alerts.rules import DEFAULT_RULES, Ruleset
 from consumers.notify.model import Notification, notification_id
 from consumers.notify.outbox import Outbox
-from consumers.sqlstore import insert_ignore, ms_to_iso, now_ms, ts_to_ms, unseen_events
+from consumers.sqlstore import insert_ignore, unseen_events
+from schemas.times import format_ms, now_ms, to_ms
 
 __all__ = ["AlertStore", "ApplyResult", "InvalidEventError", "ParsedEvent", "metadata", "parse_event"]
 
@@ -176,12 +177,12 @@ def _alert_entry(a: Any, i: int) -> AlertEntry:
     name = a.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidEventError(f"alerts[{i}] has no name")
-    started = ts_to_ms(a.get("startedAt"))
+    started = to_ms(a.get("startedAt"))
     if started is None:
         raise InvalidEventError(f"alerts[{i}] ({name}) has no valid startedAt")
     ended = None
     if a.get("endedAt") not in (None, ""):
-        ended = ts_to_ms(a["endedAt"])
+        ended = to_ms(a["endedAt"])
         if ended is None:
             raise InvalidEventError(f"alerts[{i}] ({name}) has an invalid endedAt {a['endedAt']!r}")
     audiences = a.get("audiences") or []
@@ -197,7 +198,7 @@ def _error_entry(e: Any, i: int, default_ms: int) -> ErrorEntry:
     name = e.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidEventError(f"errors[{i}] has no name")
-    created = ts_to_ms(e.get("createdAt"))
+    created = to_ms(e.get("createdAt"))
     tags = e.get("tags") or {}
     if not isinstance(tags, dict):
         raise InvalidEventError(f"errors[{i}] tags must be an object")
@@ -409,8 +410,8 @@ class AlertStore:
             "vin": occ.vin,
             "name": occ.name,
             "audiences": occ.audiences,
-            "started_at": ms_to_iso(occ.started_at_ms),
-            "ended_at": ms_to_iso(occ.ended_at_ms) if occ.ended_at_ms is not None else None,
+            "started_at": format_ms(occ.started_at_ms, ""),
+            "ended_at": format_ms(occ.ended_at_ms, "") if occ.ended_at_ms is not None else None,
             "active": occ.ended_at_ms is None,
             "event_id": ev.event_id,
             **occ.details,
@@ -472,7 +473,7 @@ class AlertStore:
         q = q.order_by(t.c.created_at_ms.desc(), t.c.event_id, t.c.idx).limit(limit)
         with self.engine.connect() as conn:
             return [
-                {**dict(r), "tags": orjson.loads(r["tags"]), "created_at": ms_to_iso(r["created_at_ms"])}
+                {**dict(r), "tags": orjson.loads(r["tags"]), "created_at": format_ms(r["created_at_ms"], "")}
                 for r in conn.execute(q).mappings()
             ]
 
@@ -530,7 +531,7 @@ def _occ_dict(r: Any) -> dict[str, Any]:
     d = dict(r)
     d["audiences"] = orjson.loads(d["audiences"])
     d["details"] = orjson.loads(d["details"])
-    d["started_at"] = ms_to_iso(d["started_at_ms"])
-    d["ended_at"] = ms_to_iso(d["ended_at_ms"]) if d["ended_at_ms"] is not None else None
+    d["started_at"] = format_ms(d["started_at_ms"], "")
+    d["ended_at"] = format_ms(d["ended_at_ms"], "") if d["ended_at_ms"] is not None else None
     d["active"] = d["ended_at_ms"] is None
     return d

@@ -67,11 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _report(args: argparse.Namespace) -> int:
     from consumers.credits.report import build_report, render_png, render_text
     from consumers.credits.store import CreditStore
-    from consumers.sqlstore import make_engine, ts_to_ms
+    from consumers.sqlstore import make_engine
+    from schemas.times import to_ms
 
     as_of = None
     if args.as_of:
-        as_of = ts_to_ms(args.as_of)
+        as_of = to_ms(args.as_of)
         if as_of is None:
             print(f"--as-of: not an ISO time: {args.as_of!r}", file=sys.stderr)
             return 2

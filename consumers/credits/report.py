@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from consumers.credits.store import CreditStore
-from consumers.sqlstore import ms_to_iso, now_ms, render_table
+from consumers.sqlstore import render_table
+from schemas.times import format_ms, now_ms
 
 __all__ = ["CreditReport", "build_report", "render_png", "render_text"]
 
@@ -82,13 +83,13 @@ def build_report(store: CreditStore, *, days: int = 14, window_days: float = 7.0
 
 def render_text(r: CreditReport) -> str:
     summary = [
-        ("as of", ms_to_iso(r.as_of_ms)),
-        ("balance", "" if r.balance is None else f"{r.balance} (at {ms_to_iso(r.balance_at_ms)})"),
+        ("as of", format_ms(r.as_of_ms, "")),
+        ("balance", "" if r.balance is None else f"{r.balance} (at {format_ms(r.balance_at_ms, '')})"),
         ("events in ledger", f"{r.totals['events']} ({r.totals['snapshots']} snapshots)"),
         ("credits spent (all time)", str(r.totals["cost"])),
         (f"spent in last {r.window_days:g} days", str(r.window_cost)),
         ("burn rate", f"{r.burn_per_day:.1f} credits/day"),
-        ("projected run-out", ms_to_iso(r.runs_out_ms)[:10] if r.runs_out_ms is not None else "never (no usage)"),
+        ("projected run-out", format_ms(r.runs_out_ms, "")[:10] if r.runs_out_ms is not None else "never (no usage)"),
     ]
     if r.alarm is not None:
         state = "armed" if r.alarm["armed"] else "fired (waiting for the balance to recover)"
@@ -131,7 +132,7 @@ def render_png(r: CreditReport, path: str | Path) -> Path:
             ax2.axhline(r.alarm["threshold"], color="#E45756", linestyle=":", linewidth=1, label="low-balance threshold")
         title = f"Teslemetry credits, last {r.days} days; burn {r.burn_per_day:.1f}/day"
         if r.runs_out_ms is not None:
-            title += f", runs out ~{ms_to_iso(r.runs_out_ms)[:10]}"
+            title += f", runs out ~{format_ms(r.runs_out_ms, '')[:10]}"
         ax.set_title(title)
         handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
         labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]

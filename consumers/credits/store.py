@@ -44,7 +44,8 @@ from sqlalchemy import (
 
 from consumers.notify.model import Notification, notification_id
 from consumers.notify.outbox import Outbox
-from consumers.sqlstore import day_of_ms, insert_ignore, ms_to_iso, now_ms, unseen_events
+from consumers.sqlstore import insert_ignore, unseen_events
+from schemas.times import day_of_ms, format_ms, now_ms
 
 __all__ = ["ApplyResult", "CreditEvent", "CreditStore", "InvalidEventError", "metadata", "parse_event"]
 
@@ -239,7 +240,7 @@ class CreditStore:
                         "balance": r["balance"],
                         "threshold": alarm.threshold,
                         "event_id": r["event_id"],
-                        "created_at": ms_to_iso(r["created_at_ms"]),
+                        "created_at": format_ms(r["created_at_ms"], ""),
                         "type": r["type"],
                         "name": r["name"],
                         "cost": r["cost"],

@@ -23,30 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from consumers.runtime import PoisonRecordError, WorkerRecord
 from schemas.fields import FIELD_KINDS, TypedValue, coerce_value
+from schemas.times import iso_to_us
 
 Row = dict[str, Any]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def iso_to_us(s: str, fallback_ms: int) -> int:
-    """Epoch µs of an ISO-8601 timestamp (sub-µs digits dropped); ``fallback_ms`` when unparseable."""
-    try:
-        dt = datetime.fromisoformat(s)
-    except (ValueError, TypeError):
-        return fallback_ms * 1000
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    delta = dt - _EPOCH
-    us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    # fromisoformat keeps at most 6 fractional digits; created_at_ms is authoritative to the ms
-    return us if us // 1000 == fallback_ms else fallback_ms * 1000
 
 
 def _json(v: Any) -> str:

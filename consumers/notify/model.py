@@ -38,14 +38,14 @@ class Notification:
     sinks: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        from consumers.sqlstore import ms_to_iso
+        from schemas.times import format_ms
 
         return {
             "notification_id": self.notification_id,
             "kind": self.kind,
             "subject": self.subject,
             "vin": self.vin,
-            "created_at": ms_to_iso(self.created_at_ms),
+            "created_at": format_ms(self.created_at_ms, ""),
             "created_at_ms": self.created_at_ms,
             "details": self.details,
         }

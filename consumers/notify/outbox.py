@@ -31,7 +31,8 @@ from sqlalchemy import (
 )
 
 from consumers.notify.model import Notification
-from consumers.sqlstore import insert_ignore, now_ms
+from consumers.sqlstore import insert_ignore
+from schemas.times import now_ms
 
 __all__ = ["Outbox", "PendingNotification"]
 

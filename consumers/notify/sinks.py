@@ -23,7 +23,7 @@ import httpx
 
 from consumers.notify.model import Notification
 from consumers.notify.signing import KIND_HEADER, SecretError, secret_key, signed_headers
-from consumers.sqlstore import now_ms
+from schemas.times import now_ms
 
 __all__ = [
     "DeadLetterWriter",

@@ -9,8 +9,8 @@ import os
 
 from consumers.replay.selection import ReplayError, Selection
 from consumers.replay.sinks import FileSink, Sink, TopicSink, UrlSink
-from consumers.replay.timeparse import parse_duration_ms, parse_time_ms
 from plumbing.settings import KafkaSettings
+from schemas.times import parse_duration_ms, parse_time_ms
 
 __all__ = ["add_selection_arguments", "selection_from_args", "sink_from_args"]
 

@@ -11,8 +11,8 @@ from consumers.replay.progress import Progress, RateLimiter
 from consumers.replay.selection import ReplayEvent, Selection
 from consumers.replay.sinks import Sink
 from consumers.replay.text import columns
-from consumers.replay.timeparse import format_ms
 from plumbing.settings import KafkaSettings
+from schemas.times import format_ms
 
 __all__ = ["deliver", "describe_selection", "format_ranges", "replay_kafka"]
 

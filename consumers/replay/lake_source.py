@@ -46,6 +46,7 @@ from consumers.lake.rows import value_from_columns
 from consumers.replay.selection import ReplayEvent, Selection
 from schemas.envelope import Envelope
 from schemas.event_types import EventType, SourceFormat
+from schemas.times import us_to_iso
 from schemas.topics import headers_for, key_for
 
 __all__ = ["LAKE_TABLE_OF", "LakeSource", "LakeTableCount", "value_from_columns"]
@@ -61,16 +62,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 
-def _iso_us(us: int) -> str:
-    """Epoch µs -> ``2025-05-02T07:31:12.402Z`` (6 fraction digits when sub-millisecond digits exist)."""
-    dt = _EPOCH + us * _US
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
-    return (text[:-3] if us % 1000 == 0 else text) + "Z"
-
-
 def _legacy(row: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     """A payload rebuilt from the typed columns only (rows written before the exact-replay columns)."""
-    payload: dict[str, Any] = {"createdAt": _iso_us(row["_c_us"])}
+    payload: dict[str, Any] = {"createdAt": us_to_iso(row["_c_us"])}
     if row["vin"] is not None:
         payload["vin"] = row["vin"]
     payload.update(body)
@@ -219,12 +213,12 @@ class LakeSource:
     def _envelope(etype: EventType, row: dict[str, Any], payload: dict[str, Any]) -> Envelope:
         created = row.get("created_at_text")
         if created is None:
-            created = _iso_us(row["_c_us"])
+            created = us_to_iso(row["_c_us"])
         received_us = row["_r_us"] if row["_r_us"] is not None else row["_c_us"]
         fmt = row.get("source_format")
         return Envelope(
             event_id=row["event_id"], type=etype, vin=row["vin"], created_at=created,
-            created_at_ms=row["_c_us"] // 1000, received_at=_iso_us(received_us // 1000 * 1000),
+            created_at_ms=row["_c_us"] // 1000, received_at=us_to_iso(received_us // 1000 * 1000),
             received_at_ms=received_us // 1000,
             source_format=SourceFormat(fmt) if fmt else SourceFormat.TESLEMETRY, payload=payload,
         )

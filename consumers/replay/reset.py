@@ -20,9 +20,9 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from consumers.replay.kafka_meta import GroupInfo, describe_group, retrying, topic_partitions
 from consumers.replay.selection import ReplayError
 from consumers.replay.text import columns
-from consumers.replay.timeparse import format_ms
 from plumbing.kafka_clients import make_admin, make_consumer
 from plumbing.settings import KafkaSettings
+from schemas.times import format_ms
 
 __all__ = ["LAKE_WORKER", "ResetRow", "format_plan", "lake_refusal", "plan_reset", "reset_group"]
 

@@ -9,9 +9,9 @@ from aiokafka.structs import TopicPartition
 
 from consumers.replay.kafka_meta import topic_partitions
 from consumers.replay.selection import ReplayError
-from consumers.replay.timeparse import parse_duration_ms
 from plumbing.kafka_clients import ensure_topics, make_admin, make_consumer
 from plumbing.settings import KafkaSettings
+from schemas.times import parse_duration_ms
 from schemas.topics import all_topics
 
 __all__ = ["TopicInfo", "create_topics", "format_retention", "list_topics", "parse_retention_ms"]

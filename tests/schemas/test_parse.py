@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from schemas import BodyError, Envelope, EventType, SourceFormat, parse_body, parse_object
-from schemas._time import iso_to_ms
+from schemas.times import iso_to_ms
 from tests.support.paths import FIXTURES as FIXTURES_DIR
 
 FIX = FIXTURES_DIR
@@ -535,7 +535,7 @@ def test_ms_to_iso_matches_datetime() -> None:
     import random
     from datetime import UTC, datetime, timedelta
 
-    from schemas._time import MAX_MS, MIN_MS, ms_to_iso
+    from schemas.times import MAX_MS, MIN_MS, ms_to_iso
 
     rnd = random.Random(3)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)

@@ -34,7 +34,7 @@ VEHICLES = (
 
 
 def _iso(ms: int) -> str:
-    from schemas._time import ms_to_iso
+    from schemas.times import ms_to_iso
 
     return ms_to_iso(ms)
 

@@ -20,7 +20,7 @@ MIN = 60_000
 
 
 def iso(ms: int) -> str:
-    from consumers.replay.timeparse import format_ms
+    from schemas.times import format_ms
 
     return format_ms(ms)
 

@@ -10,12 +10,13 @@ import pytest
 
 from consumers.alerts.rules import DEFAULT_RULES, RulesError, load_rules
 from consumers.alerts.store import AlertStore, InvalidEventError, ParsedEvent, parse_event
-from consumers.sqlstore import make_engine, ts_to_ms
+from consumers.sqlstore import make_engine
 from schemas.parse import parse_object
+from schemas.times import to_ms
 from tests.support.postgres import db_url, postgres_url  # noqa: F401
 from tests.support.samples.alerts import alert, alert_event, alert_stream, error_event
 
-T0 = ts_to_ms("2026-03-11T21:00:00Z") or 0
+T0 = to_ms("2026-03-11T21:00:00Z") or 0
 VIN = "LRW3F7EK4NC700000"
 VIN2 = "5YJ3E1EA7KF000001"
 MIN = 60_000

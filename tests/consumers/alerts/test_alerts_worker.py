@@ -12,10 +12,11 @@ from consumers.alerts.settings import AlertsSettings
 from consumers.alerts.store import AlertStore, parse_event
 from consumers.alerts.worker import AlertsWorker
 from consumers.runtime import header_map
-from consumers.sqlstore import make_engine, ts_to_ms
+from consumers.sqlstore import make_engine
 from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope
 from schemas.event_types import EventType, SourceFormat
+from schemas.times import to_ms
 from schemas.topics import dlq_topic, notifications_topic
 from tests.consumers.credits.test_credits_worker import (
     RunningWorker,
@@ -32,7 +33,7 @@ from tests.support.samples.alerts import alert, alert_event, alert_stream, error
 
 pytestmark = pytest.mark.kafka
 
-T0 = ts_to_ms("2026-04-02T08:00:00Z") or 0
+T0 = to_ms("2026-04-02T08:00:00Z") or 0
 MIN = 60_000
 VINS = ["LRW3F7EK4NC700000", "5YJ3E1EA7KF000001", "7SAYGDEE1PF000002"]
 

@@ -10,13 +10,14 @@ import pytest
 
 from consumers.credits.report import build_report, render_png, render_text
 from consumers.credits.store import CreditEvent, CreditStore, parse_event
-from consumers.sqlstore import make_engine, ts_to_ms
+from consumers.sqlstore import make_engine
 from schemas.parse import parse_object
+from schemas.times import to_ms
 from tests.support.postgres import db_url, postgres_url  # noqa: F401
 from tests.support.samples.credits import credit_events
 
 DAY = 86_400_000
-START = ts_to_ms("2026-03-01T00:00:00Z") or 0
+START = to_ms("2026-03-01T00:00:00Z") or 0
 
 
 def as_events(objs: list[dict[str, Any]]) -> list[CreditEvent]:
@@ -141,7 +142,7 @@ def test_report_numbers_and_png(db_url: str, tmp_path: Path) -> None:  # noqa: F
     assert rep.burn_per_day == pytest.approx(rep.window_cost / 7)
     assert rep.runs_out_ms == as_of + int(newest.balance / rep.burn_per_day * DAY)
     assert [d["day"] for d in rep.by_day] == [f"2026-03-{d:02d}" for d in range(4, 11)]
-    since = ts_to_ms("2026-03-04T00:00:00Z") or 0
+    since = to_ms("2026-03-04T00:00:00Z") or 0
     assert sum(d["cost"] for d in rep.by_day) == sum(e.cost for e in events if e.created_at_ms >= since)
     assert rep.by_day[-1]["balance"] == newest.balance
     text = render_text(rep)

@@ -24,11 +24,12 @@ from consumers.credits.store import CreditStore
 from consumers.credits.store import parse_event as parse_credit
 from consumers.credits.worker import CreditsWorker
 from consumers.runtime import Worker, WorkerRuntime
-from consumers.sqlstore import make_engine, ts_to_ms
+from consumers.sqlstore import make_engine
 from plumbing.kafka_clients import ensure_topics, make_producer
 from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope
 from schemas.parse import parse_object
+from schemas.times import to_ms
 from schemas.topics import headers_for, key_for, notifications_topic, topic_for
 from tests.support.kafka_broker import read_until_quiet
 from tests.support.postgres import db_url, postgres_url  # noqa: F401
@@ -37,7 +38,7 @@ from tests.support.samples.credits import credit_events
 pytestmark = pytest.mark.kafka
 
 DAY = 86_400_000
-START = ts_to_ms("2026-04-01T00:00:00Z") or 0
+START = to_ms("2026-04-01T00:00:00Z") or 0
 
 
 def envelopes(objs: Sequence[dict[str, Any]], received_at_ms: int = START + 30 * DAY) -> list[Envelope]:

@@ -30,7 +30,7 @@ def _envs(body: bytes, ms: int = MS) -> list[Envelope]:
 
 
 def _data(vin: str | None, ms_offset: int, data: Any, **extra: Any) -> Envelope:
-    from schemas._time import ms_to_iso
+    from schemas.times import ms_to_iso
 
     obj: dict[str, Any] = {"createdAt": ms_to_iso(MS + ms_offset), "data": data, **extra}
     if vin is not None:

@@ -10,8 +10,8 @@ import pytest
 
 from consumers.replay.progress import Progress, RateLimiter
 from consumers.replay.selection import ReplayError, Selection, parse_types
-from consumers.replay.timeparse import format_ms, parse_duration_ms, parse_time_ms
 from schemas.event_types import EventType
+from schemas.times import format_ms, parse_duration_ms, parse_time_ms
 
 NOW = 1_750_000_000_000
 
@@ -22,11 +22,11 @@ def test_times_absolute_relative_epoch() -> None:
     assert parse_time_ms("2025-05-02T09:31:12+02:00") == 1746171072000
     assert parse_time_ms("2025-05-02T07:31:12") == 1746171072000  # no zone: UTC
     assert parse_time_ms("2025-05-02") == 1746144000000
-    assert parse_time_ms("2h", now_ms=NOW) == NOW - 7_200_000
-    assert parse_time_ms("-30m", now_ms=NOW) == NOW - 1_800_000
-    assert parse_time_ms("7d", now_ms=NOW) == NOW - 7 * 86_400_000
-    assert parse_time_ms("1h30m", now_ms=NOW) == NOW - 5_400_000
-    assert parse_time_ms("now", now_ms=NOW) == NOW
+    assert parse_time_ms("2h", now=NOW) == NOW - 7_200_000
+    assert parse_time_ms("-30m", now=NOW) == NOW - 1_800_000
+    assert parse_time_ms("7d", now=NOW) == NOW - 7 * 86_400_000
+    assert parse_time_ms("1h30m", now=NOW) == NOW - 5_400_000
+    assert parse_time_ms("now", now=NOW) == NOW
     assert parse_time_ms("1746171072402") == 1746171072402
     assert parse_time_ms("1746171072") == 1746171072000
     assert format_ms(1746171072402) == "2025-05-02T07:31:12.402Z"
@@ -34,7 +34,7 @@ def test_times_absolute_relative_epoch() -> None:
     assert parse_duration_ms("0") == 0 and parse_duration_ms("90s") == 90_000
     for bad in ("yesterday", "2 h", "h2", ""):
         with pytest.raises(ValueError):
-            parse_time_ms(bad, now_ms=NOW)
+            parse_time_ms(bad, now=NOW)
 
 
 def test_selection() -> None:

@@ -36,7 +36,7 @@ BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 # --- shared helpers -------------------------------------------------------------------------------
 def iso(ms: int) -> str:
-    from schemas._time import ms_to_iso
+    from schemas.times import ms_to_iso
 
     return ms_to_iso(ms)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from consumers.sqlstore import ms_to_iso
+from schemas.times import format_ms
 
 __all__ = ["alert_event", "alert_stream", "error_event"]
 
@@ -19,21 +19,21 @@ CATALOG = [
 
 
 def alert_event(vin: str, created_ms: int, *alerts: dict[str, Any]) -> dict[str, Any]:
-    return {"createdAt": ms_to_iso(created_ms), "vin": vin, "alerts": list(alerts)}
+    return {"createdAt": format_ms(created_ms, ""), "vin": vin, "alerts": list(alerts)}
 
 
 def alert(name: str, audiences: list[str], started_ms: int, ended_ms: int | None = None, **extra: Any) -> dict[str, Any]:
-    a: dict[str, Any] = {"name": name, "audiences": audiences, "startedAt": ms_to_iso(started_ms), **extra}
+    a: dict[str, Any] = {"name": name, "audiences": audiences, "startedAt": format_ms(started_ms, ""), **extra}
     if ended_ms is not None:
-        a["endedAt"] = ms_to_iso(ended_ms)
+        a["endedAt"] = format_ms(ended_ms, "")
     return a
 
 
 def error_event(vin: str, created_ms: int, name: str, tags: dict[str, str], body: str = "") -> dict[str, Any]:
     return {
-        "createdAt": ms_to_iso(created_ms),
+        "createdAt": format_ms(created_ms, ""),
         "vin": vin,
-        "errors": [{"createdAt": ms_to_iso(created_ms - 1000), "name": name, "tags": tags, "body": body}],
+        "errors": [{"createdAt": format_ms(created_ms - 1000, ""), "name": name, "tags": tags, "body": body}],
     }
 
 

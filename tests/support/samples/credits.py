@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from consumers.sqlstore import ms_to_iso
+from schemas.times import format_ms
 
 __all__ = ["PRICES", "credit_events"]
 
@@ -32,7 +32,7 @@ def credit_events(
     rng = random.Random(seed)
     out: list[dict[str, Any]] = [
         {
-            "createdAt": ms_to_iso(start_ms),
+            "createdAt": format_ms(start_ms, ""),
             "isCache": True,
             "credits": {"type": "snapshot", "cost": 0, "name": "snapshot", "balance": balance, "quota": {}},
         }
@@ -46,7 +46,7 @@ def credit_events(
             cost = PRICES[kind]
             balance -= cost
             ev: dict[str, Any] = {
-                "createdAt": ms_to_iso(base + t),
+                "createdAt": format_ms(base + t, ""),
                 "credits": {"type": kind, "cost": cost, "name": rng.choice(_NAMES[kind]), "balance": balance},
             }
             if vin is not None:

@@ -1,4 +1,6 @@
-"""Timestamp helpers for the hot path: ISO-8601 / epoch numbers -> epoch ms, and back.
+"""Every time helper of the project, in one place: event timestamps (ISO-8601 / epoch numbers) to
+epoch ms and back (the parse hot path), µs for the lake, UTC days, and the times and durations
+people type on the command line (``2h``, ``now``, ISO, epoch ms).
 
 ``datetime.fromisoformat`` (3.11) accepts ``Z``, offsets and any number of fractional digits
 (it keeps 6), which makes it the fastest correct parser available (~0.5 µs); no strptime.
@@ -6,13 +8,29 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-__all__ = ["MAX_MS", "MIN_MS", "epoch_to_ms", "iso_to_ms", "ms_to_iso", "render_as_sent", "to_ms"]
+__all__ = [
+    "MAX_MS",
+    "MIN_MS",
+    "day_of_ms",
+    "epoch_to_ms",
+    "format_ms",
+    "iso_to_ms",
+    "iso_to_us",
+    "ms_to_iso",
+    "now_ms",
+    "parse_duration_ms",
+    "parse_time_ms",
+    "render_as_sent",
+    "to_ms",
+    "us_to_iso",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -147,3 +165,78 @@ def ms_to_iso(ms: int) -> str:
     iso = s + _FRACS[frac]
     _last = (ms, iso)
     return iso
+
+
+def now_ms() -> int:
+    """The current time, epoch ms."""
+    return time.time_ns() // 1_000_000
+
+
+def format_ms(ms: int | None, missing: str = "-") -> str:
+    """``ms_to_iso`` for display: ``missing`` for None."""
+    return missing if ms is None else ms_to_iso(ms)
+
+
+def day_of_ms(ms: int) -> str:
+    """The UTC calendar day ``YYYY-MM-DD`` of an epoch-ms instant."""
+    return ms_to_iso(ms)[:10]
+
+
+_US = timedelta(microseconds=1)
+
+
+def iso_to_us(s: str, fallback_ms: int) -> int:
+    """Epoch µs of an ISO-8601 timestamp (sub-µs digits dropped); ``fallback_ms`` when unparseable or
+    when it disagrees with ``fallback_ms`` (the envelope's ``created_at_ms`` is authoritative to the ms)."""
+    try:
+        dt = datetime.fromisoformat(s)
+    except (ValueError, TypeError):
+        return fallback_ms * 1000
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    delta = dt - _EPOCH
+    us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return us if us // 1000 == fallback_ms else fallback_ms * 1000
+
+
+def us_to_iso(us: int) -> str:
+    """Epoch µs -> ``2025-05-02T07:31:12.402Z`` (6 fraction digits when sub-millisecond digits exist)."""
+    text = (_EPOCH + us * _US).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return (text[:-3] if us % 1000 == 0 else text) + "Z"
+
+
+# ---- times and durations typed by people -------------------------------------------------------
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+
+
+def parse_duration_ms(text: str) -> int:
+    """``90s``, ``30m``, ``2h``, ``7d``, ``1w``, ``2h30m``, ``1.5h`` or plain ``0`` -> milliseconds."""
+    s = text.strip().lower()
+    if s == "0":
+        return 0
+    if not _DURATION.fullmatch(s):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 2h, 7d, 1w)")
+    return int(sum(float(n) * _UNIT_MS[u] for n, u in _PART.findall(s)))
+
+
+def parse_time_ms(text: str, *, now: int | None = None) -> int:
+    """An absolute or relative time -> epoch ms (UTC): ISO-8601 (``2025-05-02T07:31:12Z``, a date, an
+    offset; no zone = UTC), epoch ms, ``now``, or a time before now (``30m``, ``2h``, ``7d``, ``1w``,
+    ``90s``, ``2h30m``; a leading ``-`` is allowed)."""
+    s = text.strip()
+    current = now_ms() if now is None else now
+    if s.lower() == "now":
+        return current
+    rel = s[1:] if s.startswith("-") else s
+    if _DURATION.fullmatch(rel.lower()):
+        return current - parse_duration_ms(rel)
+    if s.isdigit() and len(s) >= 10:  # epoch milliseconds (10+ digits: not a year or a date)
+        return int(s) if len(s) >= 12 else int(s) * 1000
+    ms = iso_to_ms(s)
+    if ms is None:
+        raise ValueError(
+            f"not a time: {text!r} (use ISO-8601 like 2025-05-02T07:31:12Z, 'now', or a relative time like 2h, 7d)"
+        )
+    return ms
