@@ -3,7 +3,7 @@
     python -m bench.forward --kafka HOST:PORT --prefix P --events 60000 --mode forwarder|raw BODY...
 
 ``forwarder``: pre-fill a fresh spool with N webhook bodies as the receiver stores them (raw body
-frames, through the Spool API; not timed), then time ``ingest.forwarder.Forwarder`` draining it to the
+frames, through the Spool API; not timed), then time ``ingest.forward.forwarder.Forwarder`` draining it to the
 broker: read, parse, validate, build each record, publish, advance the cursor — all the per-event work
 the receiver's request path no longer does.
 ``raw``: the same N records, already built in memory, sent with one ``await producer.send()`` each
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import orjson
 
+from ingest.records import KafkaRecord as SpoolRecord
 from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
-from ingest.spool.frame import SpoolRecord, encode_raw
+from ingest.spool.frame import encode as encode_raw
 from plumbing import kafka_clients
 from schemas import topics
 from schemas.parse import parse_body
@@ -73,7 +74,7 @@ async def _producer(settings: IngestSettings, records: list[SpoolRecord]):  # ty
 async def run_forwarder(
     settings: IngestSettings, frames: list[bytes], records: list[SpoolRecord], spool_dir: Path, profile: str | None
 ) -> dict:
-    from ingest.forwarder import Forwarder
+    from ingest.forward.forwarder import Forwarder
     from ingest.spool.log import Spool
 
     spool = Spool(spool_dir, max_bytes=8 << 30, segment_bytes=settings.spool_segment_bytes)

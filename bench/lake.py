@@ -21,9 +21,9 @@ from pathlib import Path
 
 import orjson
 
+from ingest.records import KafkaRecord as SpoolRecord
 from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
-from ingest.spool.frame import SpoolRecord
 from plumbing import kafka_clients
 from schemas import topics
 from schemas.parse import parse_body
@@ -50,7 +50,7 @@ def distinct_records(bodies: list[bytes], events: int, vins: int, prefix: str) -
 
 
 async def prefill(settings: IngestSettings, records: list[SpoolRecord]) -> dict:
-    from ingest.forwarder import publish
+    from ingest.forward.forwarder import publish
 
     await kafka_clients.ensure_topics(settings, topics.all_topics(settings.topic_prefix))
     producer = kafka_clients.make_producer(settings, role="bench-prefill")

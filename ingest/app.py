@@ -25,15 +25,15 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ingest.direct import DirectPublisher
-from ingest.edge import InflightGate, PortSplit
-from ingest.forward_health import ForwarderPlacement, stall
-from ingest.forward_inline import InlineForwarder
-from ingest.forward_process import ForwarderProcess
+from ingest.errors import SpoolFullError, SpoolWriteError
+from ingest.forward.health import stall
+from ingest.forward.placement import ForwarderPlacement, make_forwarder
+from ingest.http.limits import InflightGate, PortSplit
 from ingest.records import RecordBuilder
 from ingest.sanitize import strip_addresses
 from ingest.settings import IngestSettings
-from ingest.spool.frame import encode_raw
-from ingest.spool.log import Spool, SpoolFull, SpoolWriteError
+from ingest.spool import frame
+from ingest.spool.log import Spool
 from ingest.tokens import TokenStore
 from plumbing import metrics
 from plumbing.logs import register_secret
@@ -112,10 +112,7 @@ class Receiver:
             )
             metrics.SPOOL_CORRUPT_BYTES.inc(rep.damaged_bytes)
             self.spool.start()
-            if s.forwarder == "process":
-                self.forwarder = ForwarderProcess(s, self.spool)
-            else:
-                self.forwarder = InlineForwarder(s, self.spool, self.builder)
+            self.forwarder = make_forwarder(s, self.spool, self.builder)
             self._tasks.append(loop.create_task(self.forwarder.run(), name="forwarder"))
         else:
             self.direct = DirectPublisher(s, self.builder)
@@ -246,8 +243,8 @@ class Receiver:
             return self._refuse_body(exc)
         assert self.spool is not None
         try:
-            await self.spool.append_frame(encode_raw(body, received_at_ms))
-        except SpoolFull as exc:
+            await self.spool.append_frame(frame.encode(body, received_at_ms))
+        except SpoolFullError as exc:
             metrics.SPOOL_REJECTED.labels("full").inc()
             return self._refuse(503, "spool_full", str(exc), retry=True)
         except SpoolWriteError as exc:
@@ -351,7 +348,7 @@ class ReceiverApp(Starlette):
     """Starlette, with ``POST /webhook`` answered straight from ASGI: the hot path skips the
     middleware stack, routing and Request/Response objects; every other path is plain Starlette.
     Before either: a path asked on the wrong port is 404, and webhook requests beyond
-    ``--max-concurrent-requests`` get 503 (``ingest.edge``)."""
+    ``--max-concurrent-requests`` get 503 (``ingest.http.limits``)."""
 
     receiver: Receiver
     ports: PortSplit

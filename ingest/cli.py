@@ -42,7 +42,8 @@ def _tokens_file(args: argparse.Namespace) -> Path:
 
 
 def _token_new(args: argparse.Namespace) -> int:
-    from ingest.tokens import TokenError, TokensFile
+    from ingest.errors import TokenError
+    from ingest.tokens import TokensFile
 
     try:
         token, entry = TokensFile(_tokens_file(args)).new(args.label)
@@ -67,7 +68,8 @@ def _token_list(args: argparse.Namespace) -> int:
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    from ingest.tokens import TokenError, TokensFile
+    from ingest.errors import TokenError
+    from ingest.tokens import TokensFile
 
     try:
         e = TokensFile(_tokens_file(args)).revoke(args.id)
@@ -79,8 +81,8 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def build_server(settings: IngestSettings) -> uvicorn.Server:
-    """The receiver's server (uvloop, httptools with the edge limits; ``ingest.http_server``)."""
-    from ingest.http_server import build_server as build
+    """The receiver's server (uvloop, httptools with the edge limits; ``ingest.http.server``)."""
+    from ingest.http.server import build_server as build
 
     return build(settings)
 
@@ -91,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(IngestSettings, args)
     if settings.tokens_file is None and not settings.token and DEFAULT_TOKENS_FILE.exists():
         settings = settings.model_copy(update={"tokens_file": DEFAULT_TOKENS_FILE})
-    from ingest.tokens import TokenError
+    from ingest.errors import TokenError
 
     try:
         server = build_server(settings)
@@ -102,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     # place that re-raise is a no-op, so a graceful SIGTERM/Ctrl-C stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    from ingest.http_server import ListenError
+    from ingest.errors import ListenError
 
     try:
         server.run()

@@ -1,6 +1,6 @@
 """``--durability broker``: the request path parses, builds and publishes; 202 after Kafka's ack.
 
-Records Kafka refuses for good are settled the same way as in the forwarder (``ingest.delivery``):
+Records Kafka refuses for good are settled the same way as in the forwarder (``ingest.forward.delivery``):
 stamped with the receive time, or dead-lettered, so one bad event neither fails its request again
 and again nor breaks the producer's sequence for the requests that share its partition.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ingest.delivery import Delivery, wait_done
-from ingest.forward_health import apply_tally
-from ingest.forwarder import producer_factory
-from ingest.publisher import outcomes, submit
+from ingest.forward.delivery import Delivery, wait_done
+from ingest.forward.forwarder import producer_factory
+from ingest.forward.health import apply_tally
+from ingest.forward.publisher import outcomes, submit
 from ingest.records import KafkaRecord, RecordBuilder
 from ingest.settings import IngestSettings
 from plumbing import metrics

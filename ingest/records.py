@@ -1,6 +1,6 @@
 """Turning webhook bodies and envelopes into Kafka records: topic, key, headers and value.
 
-The receiver spools each body as received (``frame.encode_raw``); the forwarder calls
+The receiver spools each body as received (``ingest.spool.frame``); the forwarder calls
 ``RecordBuilder.expand`` on it just before publishing. ``--durability broker`` builds records on
 the request path with ``record``.
 
@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ingest.spool.frame import Headers, SpoolRecord
-from ingest.topic_rules import TimestampBounds
+from ingest.forward.topic_rules import TimestampBounds
+from ingest.spool.frame import SpooledBody
 from schemas import topics
 from schemas.body import DEFAULT_LIMITS, BodyLimits, decode_body
 from schemas.dlq import dlq_headers
@@ -46,7 +46,7 @@ class KafkaRecord(NamedTuple):
 
     topic: str
     key: bytes
-    headers: Headers
+    headers: list[tuple[str, bytes]]
     timestamp_ms: int
     received_at_ms: int
     value: bytes
@@ -66,10 +66,10 @@ class RecordBuilder:
         self.prefix = prefix
         self.dlq = topics.dlq_topic(prefix)
         self.limits = limits
-        #: per topic, the record timestamps it accepts (``ingest.topic_rules``); none known: any
+        #: per topic, the record timestamps it accepts (``ingest.forward.topic_rules``); none known: any
         self.bounds: dict[str, TimestampBounds] = {}
         #: what happened to records on their way (``timestamp_replaced``, ``dlq:<reason>``), read and
-        #: cleared by the forwarder's reports (``ingest.forward_health.apply_tally``)
+        #: cleared by the forwarder's reports (``ingest.forward.health.apply_tally``)
         self.tally: Counter[str] = Counter()
         self._validator = validator
         self._topic_cache: dict[str, str] = {}
@@ -113,22 +113,27 @@ class RecordBuilder:
                               source_topic=rec.topic if rec.topic != self.dlq else None)
         return self.fit_timestamp(KafkaRecord(self.dlq, rec.key, headers, rec.timestamp_ms, rec.received_at_ms, rec.value))
 
-    def raw_dead_letter(self, raw: SpoolRecord, reason: str, error_type: str, **extra: str) -> KafkaRecord:
+    def raw_dead_letter(self, raw: SpooledBody, reason: str, error_type: str, **extra: str) -> KafkaRecord:
         headers = dlq_headers([], reason=reason, error_type=error_type, worker=WORKER)
-        headers.append(("received_at_ms", str(raw.timestamp_ms).encode()))
+        headers.append(("received_at_ms", str(raw.received_at_ms).encode()))
         headers.extend((k, v.encode()) for k, v in extra.items())
-        return KafkaRecord(self.dlq, b"", headers, raw.timestamp_ms, raw.timestamp_ms, raw.value)
+        return KafkaRecord(self.dlq, b"", headers, raw.received_at_ms, raw.received_at_ms, raw.body)
 
     # ---- one spooled body -> its records ----------------------------------------------------------
-    def expand(self, raw: SpoolRecord, counts: TypeCounts) -> list[KafkaRecord]:
-        """The records for one spooled webhook body (a ``RAW_TOPIC`` frame), counted per type.
+    def expand(self, raw: SpooledBody, counts: TypeCounts) -> list[KafkaRecord]:
+        """The records for one spooled webhook body, counted per type.
 
         A body the parser refuses (spooled under other rules or limits) is kept as a dead letter
         holding the body. An event whose record cannot be built is dead-lettered on its own
         (``expand_each``); the body's other events are published.
         """
+        if raw.legacy_topic is not None:  # a ready record spooled by a receiver from before the raw spool
+            self.tally["dlq:legacy_frame"] += 1
+            return [self.raw_dead_letter(raw, f"spooled as a ready record for {raw.legacy_topic} by an older "
+                                         "receiver; redrive it to that topic", "LegacySpoolFrame",
+                                         dlq_source_topic=raw.legacy_topic)]
         try:
-            envs = parse_body(raw.value, received_at_ms=raw.timestamp_ms, limits=self.limits)
+            envs = parse_body(raw.body, received_at_ms=raw.received_at_ms, limits=self.limits)
         except BodyError as exc:
             _count(counts, "unparsed", True)
             self.tally["dlq:body_unparsed"] += 1
@@ -146,11 +151,11 @@ class RecordBuilder:
             return self.expand_each(raw, counts)
         return out
 
-    def expand_each(self, raw: SpoolRecord, counts: TypeCounts) -> list[KafkaRecord]:
+    def expand_each(self, raw: SpooledBody, counts: TypeCounts) -> list[KafkaRecord]:
         """``expand`` one event at a time: each event whose parse or record raises is dead-lettered
         (its JSON when that can be written, else the whole body with the event's index)."""
         try:
-            doc = decode_body(raw.value, self.limits)
+            doc = decode_body(raw.body, self.limits)
         except BodyError as exc:
             _count(counts, "unparsed", True)
             self.tally["dlq:body_unparsed"] += 1
@@ -160,7 +165,7 @@ class RecordBuilder:
         seen: set[str] = set()
         for i, item in enumerate(items):
             try:
-                for env in parse_object(item, received_at_ms=raw.timestamp_ms):
+                for env in parse_object(item, received_at_ms=raw.received_at_ms):
                     if env.event_id in seen:
                         continue
                     seen.add(env.event_id)
@@ -176,7 +181,7 @@ class RecordBuilder:
                 out.append(self._item_dead_letter(raw, item, i, reason, type(exc).__name__))
         return out
 
-    def _item_dead_letter(self, raw: SpoolRecord, item: Any, index: int, reason: str, error_type: str) -> KafkaRecord:
+    def _item_dead_letter(self, raw: SpooledBody, item: Any, index: int, reason: str, error_type: str) -> KafkaRecord:
         try:
             value = orjson.dumps(item)
         except Exception:  # the event cannot even be written alone: keep the body, say which event

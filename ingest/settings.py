@@ -89,7 +89,7 @@ class IngestSettings(KafkaSettings):
         """The limits the request check and the forwarder's parser both apply."""
         return BodyLimits(self.max_body_depth, self.max_body_events, self.max_body_documents)
 
-    # ---- the HTTP edge: slow and idle clients, limits, the ops port (ingest/http_protocol.py, ingest/edge.py)
+    # ---- the HTTP edge: slow and idle clients, limits, the ops port (ingest/http/protocol.py, ingest/http/limits.py)
     header_timeout_s: float = Field(
         10.0, gt=0,
         description="close a connection whose request headers are not complete this long after it opened "

@@ -22,13 +22,11 @@ from pathlib import Path
 
 import orjson
 
+from ingest.errors import TokenError
 from plumbing.logs import register_secret
 
 MAX_ACTIVE_TOKENS = 10
 
-
-class TokenError(ValueError):
-    pass
 
 
 def digest(token: str) -> bytes:

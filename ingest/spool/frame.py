@@ -1,18 +1,19 @@
-"""The spool's on-disk record: a checksummed frame holding one ready-to-publish Kafka record.
+"""The spool's on-disk record: a checksummed frame holding one webhook body exactly as received.
 
 Layout (little endian)::
 
     magic "TPS1" | body_len u32 | crc32(body) u32 | body
-    body = spooled_at_ms i64 | timestamp_ms i64 | topic_len u8 | key_len u16 | headers_len u32
+    body = spooled_at_ms i64 | received_at_ms i64 | topic_len u8 | key_len u16 | headers_len u32
            | topic | key | headers | value
-    headers = (name_len u8 | name | value_len u16 | value)*
 
-A frame holds either a ready-to-publish Kafka record, or — with an empty topic (``RAW_TOPIC``) — a
-webhook body exactly as it was received (``encode_raw``: value = the body, timestamp = received at).
-The receiver spools raw bodies, so its request path stays auth + JSON check + append + fsync; the
-forwarder turns each body into records (``ingest.records``) just before publishing. The magic lets
-recovery find the next good frame after a damaged one; the CRC tells a torn or corrupt frame from a
-good one.
+The receiver writes the webhook body as ``value`` with empty topic, key and headers, so its request
+path stays auth + JSON check + append + fsync; the forwarder turns each body into Kafka records
+(``ingest.records``) just before publishing. A frame with a topic was written by a receiver from
+before the raw-body spool (it holds a ready Kafka record): it decodes with ``legacy_topic`` set, and
+the forwarder dead-letters it unchanged, so an upgrade with a non-empty spool loses nothing.
+
+The magic lets recovery find the next good frame after a damaged one; the CRC tells a torn or
+corrupt frame from a good one.
 """
 
 from __future__ import annotations
@@ -21,112 +22,57 @@ import struct
 import zlib
 from typing import NamedTuple
 
+from ingest.errors import CorruptFrameError, IncompleteFrameError
+
+__all__ = ["HEAD_SIZE", "MAGIC", "SpooledBody", "decode_at", "encode", "next_valid"]
+
 MAGIC = b"TPS1"
 _HEAD = struct.Struct("<4sII")
 _BODY = struct.Struct("<qqBHI")
 HEAD_SIZE = _HEAD.size
+_BODY_SIZE = _BODY.size
 MAX_BODY = 64 << 20
 
-Headers = list[tuple[str, bytes]]
 
-
-class SpoolRecord(NamedTuple):
-    topic: str
-    key: bytes
-    headers: Headers
-    timestamp_ms: int
+class SpooledBody(NamedTuple):
+    received_at_ms: int
     spooled_at_ms: int
-    value: bytes
+    body: bytes
+    legacy_topic: str | None = None  # a ready record from an older receiver (see module doc)
 
 
-RAW_TOPIC = ""  # the topic of a frame that holds a received webhook body, not yet a Kafka record
-
-
-_name_prefix: dict[str, bytes] = {}  # header name -> length byte + utf-8, built once per name
-
-
-def encode(topic: str, key: bytes, headers: Headers, timestamp_ms: int, spooled_at_ms: int, value: bytes) -> bytes:
-    t = topic.encode()
-    hparts: list[bytes] = []
-    for name, hval in headers:
-        prefix = _name_prefix.get(name)
-        if prefix is None:
-            n = name.encode()
-            prefix = _name_prefix[name] = bytes((len(n),)) + n
-        hparts.append(prefix)
-        hparts.append(len(hval).to_bytes(2, "little"))
-        hparts.append(hval)
-    h = b"".join(hparts)
-    body = b"".join((_BODY.pack(spooled_at_ms, timestamp_ms, len(t), len(key), len(h)), t, key, h, value))
-    return _HEAD.pack(MAGIC, len(body), zlib.crc32(body)) + body
-
-
-def encode_raw(body: bytes, received_at_ms: int) -> bytes:
-    """A frame holding one received webhook body (``RAW_TOPIC``, no key, no headers)."""
+def encode(body: bytes, received_at_ms: int) -> bytes:
+    """The frame of one received webhook body."""
     b = _BODY.pack(received_at_ms, received_at_ms, 0, 0, 0) + body
     return _HEAD.pack(MAGIC, len(b), zlib.crc32(b)) + b
 
 
-_BODY_SIZE = _BODY.size
-_names: dict[bytes, str] = {}  # header names and topics repeat: decode each once
+def _decode_body(body: bytes) -> SpooledBody:
+    spooled_at_ms, received_at_ms, tlen, klen, hlen = _BODY.unpack_from(body, 0)
+    if not (tlen or klen or hlen):
+        return SpooledBody(received_at_ms, spooled_at_ms, body[_BODY_SIZE:])
+    topic = body[_BODY_SIZE : _BODY_SIZE + tlen].decode()
+    return SpooledBody(received_at_ms, spooled_at_ms, body[_BODY_SIZE + tlen + klen + hlen :], topic or None)
 
 
-def _text(raw: bytes) -> str:
-    text = _names.get(raw)
-    if text is None:
-        text = raw.decode()
-        if len(_names) < 4096:
-            _names[raw] = text
-    return text
-
-
-def _decode_body(body: bytes) -> SpoolRecord:
-    spooled_at_ms, timestamp_ms, tlen, klen, hlen = _BODY.unpack_from(body, 0)
-    pos = _BODY_SIZE
-    topic = _text(body[pos : pos + tlen])
-    pos += tlen
-    key = body[pos : pos + klen]
-    pos += klen
-    hend = pos + hlen
-    headers: Headers = []
-    while pos < hend:
-        nlen = body[pos]
-        pos += 1
-        name = _text(body[pos : pos + nlen])
-        pos += nlen
-        vlen = body[pos] | (body[pos + 1] << 8)
-        pos += 2
-        headers.append((name, body[pos : pos + vlen]))
-        pos += vlen
-    return SpoolRecord(topic, key, headers, timestamp_ms, spooled_at_ms, body[hend:])
-
-
-class Incomplete(Exception):
-    """Not enough bytes yet for a whole frame at this offset."""
-
-
-class Corrupt(Exception):
-    """The bytes at this offset are not a valid frame."""
-
-
-def decode_at(buf: bytes | memoryview, off: int) -> tuple[SpoolRecord, int]:
-    """Decode the frame at ``off``; returns the record and the offset after it."""
+def decode_at(buf: bytes | memoryview, off: int) -> tuple[SpooledBody, int]:
+    """Decode the frame at ``off``; returns the body and the offset after it."""
     if len(buf) - off < HEAD_SIZE:
-        raise Incomplete
+        raise IncompleteFrameError
     magic, blen, crc = _HEAD.unpack_from(buf, off)
-    if magic != MAGIC or blen > MAX_BODY or blen < _BODY.size:
-        raise Corrupt
+    if magic != MAGIC or blen > MAX_BODY or blen < _BODY_SIZE:
+        raise CorruptFrameError
     start = off + HEAD_SIZE
     end = start + blen
     if end > len(buf):
-        raise Incomplete
+        raise IncompleteFrameError
     body = bytes(buf[start:end])  # one copy; slicing bytes below is cheaper than memoryviews
     if zlib.crc32(body) != crc:
-        raise Corrupt
+        raise CorruptFrameError
     try:
         return _decode_body(body), end
     except (struct.error, UnicodeDecodeError, IndexError) as exc:  # crc matched but body malformed
-        raise Corrupt from exc
+        raise CorruptFrameError from exc
 
 
 def next_valid(buf: bytes | memoryview, off: int) -> int | None:
@@ -137,6 +83,6 @@ def next_valid(buf: bytes | memoryview, off: int) -> int | None:
         try:
             decode_at(data, pos)
             return pos
-        except (Corrupt, Incomplete):
+        except (CorruptFrameError, IncompleteFrameError):
             pos = data.find(MAGIC, pos + 1)
     return None

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.errors import SpoolFullError, SpoolWriteError
 from ingest.spool import frame
 from ingest.spool.files import CursorFile, Position, fsync_dir, list_segments, open_private, segment_path
 from ingest.spool.reader import read_frames
@@ -95,12 +96,6 @@ def _zero_fill(path: Path, start: int, end: int) -> None:
         os.close(fd)
 
 
-class SpoolFull(Exception):
-    """Accepting these bytes would pass the configured maximum of unforwarded data."""
-
-
-class SpoolWriteError(Exception):
-    """The write or fsync failed (disk full, I/O error): nothing of this batch is acknowledged."""
 
 
 @dataclass(slots=True)
@@ -252,20 +247,20 @@ class Spool:
         return total - self._cursor.offset if self._cursor.segment in self._sizes else total
 
     async def append(self, frames: list[bytes]) -> None:
-        """Durably store ``frames``; returns after fsync. Raises SpoolFull or SpoolWriteError."""
+        """Durably store ``frames``; returns after fsync. Raises SpoolFullError or SpoolWriteError."""
         await self.append_frame(b"".join(frames), len(frames))
 
     async def append_frame(self, data: bytes, count: int = 1) -> None:
         """Durably store ``data`` (``count`` encoded frames); returns after fsync.
 
-        Raises SpoolFull or SpoolWriteError. The request path's call: one future, no copies.
+        Raises SpoolFullError or SpoolWriteError. The request path's call: one future, no copies.
         """
         if self._closing:
             raise SpoolWriteError("spool is closing")
         size = len(data)
         if self.pending_bytes() + self._pending_bytes + size > self.max_bytes:
             self._refused_full = True
-            raise SpoolFull(f"spool holds {self.pending_bytes()} unforwarded bytes (max {self.max_bytes})")
+            raise SpoolFullError(f"spool holds {self.pending_bytes()} unforwarded bytes (max {self.max_bytes})")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(data)
         self._pending_bytes += size
@@ -363,7 +358,7 @@ class Spool:
 
     def read(
         self, start: Position, *, max_records: int, max_bytes: int = 8 << 20
-    ) -> tuple[list[frame.SpoolRecord], Position]:
+    ) -> tuple[list[frame.SpooledBody], Position]:
         """Committed records from ``start`` on (at most ``max_records``) and the position after them."""
         return read_frames(self.root, self._sizes, self._active, start, max_records=max_records, max_bytes=max_bytes)
 

@@ -1,10 +1,11 @@
 """Reading committed frames out of spool segments: shared by the receiver's ``Spool`` (inline
-forwarder) and the forwarder process's view of the same directory (``ingest.forward_process``)."""
+forwarder) and the forwarder process's view of the same directory (``ingest.forward.process``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ingest.errors import CorruptFrameError, IncompleteFrameError
 from ingest.spool import frame
 from ingest.spool.files import Position, segment_path
 
@@ -17,7 +18,7 @@ def read_frames(
     *,
     max_records: int,
     max_bytes: int = 8 << 20,
-) -> tuple[list[frame.SpoolRecord], Position]:
+) -> tuple[list[frame.SpooledBody], Position]:
     """Records from ``start`` on (at most ``max_records``) and the position after them.
 
     ``sizes`` maps each segment to its committed (fsync'd) size: nothing past it is read. Damaged
@@ -25,7 +26,7 @@ def read_frames(
     finished segments are stepped over; ``active`` is the segment still being appended to.
     """
     pos = start
-    out: list[frame.SpoolRecord] = []
+    out: list[frame.SpooledBody] = []
     while len(out) < max_records:
         size = sizes.get(pos.segment)
         if size is None or pos.offset >= size:
@@ -42,7 +43,7 @@ def read_frames(
         while off < len(buf) and len(out) < max_records:
             try:
                 rec, nxt = frame.decode_at(buf, off)
-            except frame.Incomplete:
+            except IncompleteFrameError:
                 if off == 0 and len(buf) < size - pos.offset:  # one frame larger than max_bytes
                     with open(path, "rb") as fh:
                         fh.seek(pos.offset)
@@ -51,7 +52,7 @@ def read_frames(
                 if off == 0:  # a damaged tail: nothing more in this segment
                     off = len(buf)
                 break
-            except frame.Corrupt:
+            except CorruptFrameError:
                 good = frame.next_valid(buf, off)
                 off = good if good is not None else len(buf)
                 continue

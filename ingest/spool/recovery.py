@@ -20,6 +20,7 @@ from pathlib import Path
 
 import orjson
 
+from ingest.errors import CorruptFrameError, IncompleteFrameError
 from ingest.spool import frame
 from ingest.spool.files import (
     QUARANTINE_DIR,
@@ -116,10 +117,10 @@ def recover(root: Path) -> RecoveryReport:
                 off = nonzero.start()
             try:
                 rec, nxt = frame.decode_at(data, off)
-            except (frame.Corrupt, frame.Incomplete) as exc:
+            except (CorruptFrameError, IncompleteFrameError) as exc:
                 good = frame.next_valid(data, off)
                 end = good if good is not None else _content_end(data)
-                reason = "torn frame at end of segment" if isinstance(exc, frame.Incomplete) else "bad checksum or header"
+                reason = "torn frame at end of segment" if isinstance(exc, IncompleteFrameError) else "bad checksum or header"
                 report.damaged.append(_quarantine(root, seg, off, data[off:max(end, off + 1)], reason))
                 if good is None:
                     truncate_at = clean_end

@@ -578,7 +578,7 @@ def _receiver_ports(sts: dict[str, Any]) -> tuple[int, int]:
 
 
 def test_receiver_probes_match_the_app_routes_and_port() -> None:
-    from ingest.edge import OPS_PATHS
+    from ingest.http.limits import OPS_PATHS
 
     routes = _app_routes()
     assert {"/webhook", "/healthz", "/readyz", "/metrics"} <= set(routes)

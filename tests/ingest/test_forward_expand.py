@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.forwarder import expand_raw
+from ingest.forward.forwarder import expand_raw
 from ingest.records import RecordBuilder, TypeCounts
 from ingest.spool import frame
 from schemas.body import check_body
@@ -21,8 +21,8 @@ FIXTURES = FIXTURES_DIR
 BODIES = sorted(p for p in FIXTURES.rglob("*.json"))
 
 
-def _raw(body: bytes, ms: int) -> frame.SpoolRecord:
-    data = frame.encode_raw(body, ms)
+def _raw(body: bytes, ms: int) -> frame.SpooledBody:
+    data = frame.encode(body, ms)
     rec, end = frame.decode_at(data, 0)
     assert end == len(data)
     return rec
@@ -33,7 +33,7 @@ def test_raw_frame_expands_to_the_records_of_its_events(path: Path) -> None:
     body, ms = path.read_bytes(), 1_764_000_000_123
     builder = RecordBuilder("t", validate_event)
     raw = _raw(body, ms)
-    assert raw.topic == frame.RAW_TOPIC and raw.value == body and raw.timestamp_ms == ms
+    assert raw.legacy_topic is None and raw.body == body and raw.received_at_ms == ms
     counts: TypeCounts = {}
     got = expand_raw([raw], builder, counts)
     envs = parse_body(body, received_at_ms=ms)
@@ -42,13 +42,25 @@ def test_raw_frame_expands_to_the_records_of_its_events(path: Path) -> None:
     assert sum(n for n, _ in counts.values()) == len(envs)
 
 
-def test_ready_records_pass_through_in_spool_order() -> None:
+def test_a_ready_record_spooled_by_an_older_receiver_is_dead_lettered_unchanged() -> None:
+    """Frames written before the raw-body spool hold a ready Kafka record (topic, key, headers,
+    value): an upgrade with such a spool keeps them, as dead letters naming their topic."""
+    import struct
+    import zlib
+
     builder = RecordBuilder("t", None)
     body = b'{"createdAt":"2025-01-01T00:00:00Z","vin":"V1","state":"online"}'
     (env,) = parse_body(body, received_at_ms=5)
-    ready = frame.decode_at(frame.encode(*builder.record(env)[0]), 0)[0]  # spooled by an older receiver
-    got = expand_raw([ready, _raw(body, 5), ready], builder, {})
-    assert got == [ready, ready, ready]
+    rec, _ = builder.record(env)
+    topic, key, hdr = rec.topic.encode(), rec.key, b"\x08event_id\x20\x00" + env.event_id.encode()
+    inner = struct.pack("<qqBHI", 5, rec.timestamp_ms, len(topic), len(key), len(hdr)) + topic + key + hdr + rec.value
+    legacy = frame.decode_at(struct.pack("<4sII", frame.MAGIC, len(inner), zlib.crc32(inner)) + inner, 0)[0]
+    assert legacy.legacy_topic == "t.state" and legacy.body == rec.value
+    got = expand_raw([legacy, _raw(body, 5)], builder, {})
+    assert [r.topic for r in got] == ["t.dlq", "t.state"]
+    h = dict(got[0].headers)
+    assert got[0].value == rec.value and h["dlq_error_type"] == b"LegacySpoolFrame"
+    assert h["dlq_source_topic"] == b"t.state"
 
 
 def test_unparseable_spooled_body_is_kept_as_a_dead_letter() -> None:
@@ -121,7 +133,7 @@ def test_an_exception_from_one_events_validation_does_not_take_its_neighbours() 
 
 
 def test_an_event_its_topic_would_refuse_for_its_time_gets_its_receive_time() -> None:
-    from ingest.topic_rules import TimestampBounds
+    from ingest.forward.topic_rules import TimestampBounds
 
     builder = RecordBuilder("t", None)
     builder.bounds = {"t.data": TimestampBounds(after_max_ms=3_600_000)}
@@ -138,7 +150,7 @@ def test_an_event_its_topic_would_refuse_for_its_time_gets_its_receive_time() ->
 
 
 def test_timestamp_bounds_keep_a_margin_and_log_append_time_refuses_nothing() -> None:
-    from ingest.topic_rules import ANY_TIME, TimestampBounds, bounds_from_configs
+    from ingest.forward.topic_rules import ANY_TIME, TimestampBounds, bounds_from_configs
 
     b = TimestampBounds(after_max_ms=3_600_000, before_max_ms=86_400_000)
     now = 10**12
@@ -152,7 +164,8 @@ def test_timestamp_bounds_keep_a_margin_and_log_append_time_refuses_nothing() ->
 def test_kafka_refusals_are_classified_as_the_records_or_the_clusters() -> None:
     from aiokafka import errors as ke
 
-    from ingest.kafka_errors import Disposition, NotSubmittedError, classify
+    from ingest.errors import NotSubmittedError
+    from ingest.forward.refusals import Disposition, classify
 
     assert classify(ke.InvalidTimestampError()) is Disposition.TIMESTAMP
     assert classify(ke.MessageSizeTooLargeError()) is Disposition.RECORD

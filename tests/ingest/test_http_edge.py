@@ -1,6 +1,6 @@
 """Slow, idle and greedy clients against the real receiver server (edge protocol on real sockets).
 
-Each test runs ``ingest.http_server.build_server`` on free ports with small limits and talks raw HTTP/1.1
+Each test runs ``ingest.http.server.build_server`` on free ports with small limits and talks raw HTTP/1.1
 over TCP. Sleeps here are a slow client's pace, never a wait for readiness (that is polled).
 """
 

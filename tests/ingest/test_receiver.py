@@ -232,9 +232,9 @@ async def test_both_forwarder_modes_deliver_and_count(kafka_settings: KafkaSetti
 async def test_pipelined_batches_keep_each_vins_order(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     """A spool of 600 bodies forwarded in chunks of 40 (the batch API) with 3 chunks in flight: every VIN's
     events are in Kafka in the order they were received."""
-    from ingest.forwarder import Forwarder, producer_factory
+    from ingest.forward.forwarder import Forwarder, producer_factory
     from ingest.records import RecordBuilder
-    from ingest.spool.frame import encode_raw
+    from ingest.spool.frame import encode
     from ingest.spool.log import Spool
 
     settings = ingest_settings(kafka_settings, tmp_path / "spool")
@@ -245,7 +245,7 @@ async def test_pipelined_batches_keep_each_vins_order(kafka_settings: KafkaSetti
     for seq in range(600):
         body = orjson.dumps({"createdAt": f"2025-01-01T00:{seq // 60:02d}:{seq % 60:02d}Z", "vin": vins[seq % 5],
                              "data": {"Seq": seq}})
-        await spool.append_frame(encode_raw(body, 1_700_000_000_000 + seq))
+        await spool.append_frame(encode(body, 1_700_000_000_000 + seq))
     fw = Forwarder(spool, producer_factory(settings), RecordBuilder(settings.topic_prefix, None),
                    batch_events=40, max_inflight=3)
     task = asyncio.get_running_loop().create_task(fw.run())

@@ -13,19 +13,20 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ingest.errors import CorruptFrameError, IncompleteFrameError, SpoolFullError, SpoolWriteError
 from ingest.spool import frame
 from ingest.spool.files import CURSOR_NAME, Position, list_segments, segment_path
-from ingest.spool.log import Spool, SpoolFull, SpoolWriteError
+from ingest.spool.log import Spool
 from tests.support.paths import REPO as REPO_ROOT
 
 
 def _frame(i: int, size: int = 200) -> bytes:
     value = orjson.dumps({"i": i, "pad": "x" * size})
-    return frame.encode("t.data", f"VIN{i % 7}".encode(), [("event_id", str(i).encode())], 1000 + i, 2000 + i, value)
+    return frame.encode(value, 1000 + i)
 
 
-def _values(records: list[frame.SpoolRecord]) -> list[int]:
-    return [orjson.loads(r.value)["i"] for r in records]
+def _values(records: list[frame.SpooledBody]) -> list[int]:
+    return [orjson.loads(r.body)["i"] for r in records]
 
 
 async def _open(root: Path, **kw: int) -> Spool:
@@ -35,7 +36,7 @@ async def _open(root: Path, **kw: int) -> Spool:
     return spool
 
 
-def _read_all(spool: Spool) -> tuple[list[frame.SpoolRecord], Position]:
+def _read_all(spool: Spool) -> tuple[list[frame.SpooledBody], Position]:
     return spool.read(spool.cursor, max_records=1_000_000)
 
 
@@ -47,7 +48,7 @@ async def test_concurrent_appends_share_fsyncs_and_keep_order(tmp_path: Path) ->
     assert _values(records) == list(range(300)), "appends are stored in the order they were made"
     assert spool.commits < 300 / 3, f"group commit should batch requests, got {spool.commits} fsyncs for 300"
     r = records[5]
-    assert (r.topic, r.key, r.headers, r.timestamp_ms) == ("t.data", b"VIN5", [("event_id", b"5")], 1005)
+    assert (r.received_at_ms, r.legacy_topic) == (1005, None)
     await spool.close()
 
 
@@ -84,7 +85,7 @@ async def test_full_spool_refuses_then_recovers_after_forwarding(tmp_path: Path)
     spool = await _open(tmp_path, max_bytes=one * 5)
     for i in range(5):
         await spool.append([_frame(i)])
-    with pytest.raises(SpoolFull):
+    with pytest.raises(SpoolFullError):
         await spool.append([_frame(5)])
     assert not spool.stats().writable
     records, end = _read_all(spool)
@@ -165,13 +166,13 @@ def test_frame_roundtrip_and_resync() -> None:
     frames = [_frame(i) for i in range(3)]
     buf = b"".join(frames)
     rec, nxt = frame.decode_at(buf, 0)
-    assert nxt == len(frames[0]) and orjson.loads(rec.value)["i"] == 0
+    assert nxt == len(frames[0]) and orjson.loads(rec.body)["i"] == 0
     broken = bytearray(buf)
     broken[10] ^= 1
-    with pytest.raises(frame.Corrupt):
+    with pytest.raises(CorruptFrameError):
         frame.decode_at(bytes(broken), 0)
     assert frame.next_valid(bytes(broken), 0) == len(frames[0])
-    with pytest.raises(frame.Incomplete):
+    with pytest.raises(IncompleteFrameError):
         frame.decode_at(buf[:-1], 2 * len(frames[0]))
 
 
@@ -276,7 +277,7 @@ async def main() -> None:
     spool = Spool(Path(sys.argv[1]), max_bytes=1 << 30, segment_bytes=1 << 20)
     spool.open()
     spool.start()
-    await spool.append([frame.encode("t", b"k", [], 1, 2, b"{}")])
+    await spool.append([frame.encode(b"{}", 1)])
     await spool.close()
 
 configure_logging("INFO")

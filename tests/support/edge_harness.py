@@ -1,6 +1,6 @@
 """A real receiver server in the test's event loop, and raw-socket clients to misbehave against it.
 
-``serving(tmp, **settings)`` runs ``ingest.http_server.build_server`` (the production server: edge
+``serving(tmp, **settings)`` runs ``ingest.http.server.build_server`` (the production server: edge
 protocol, its limits, one socket per port) on free ports, in spool mode with an inline forwarder and
 no Kafka listening (spool mode answers 202 without Kafka; nothing here needs a broker).
 """
@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import orjson
 
-from ingest.http_protocol import EdgeLimits, EdgeProtocol
-from ingest.http_server import ReceiverServer, build_server
+from ingest.http.protocol import EdgeLimits, EdgeProtocol
+from ingest.http.server import ReceiverServer, build_server
 from ingest.settings import IngestSettings
 from localbroker import free_port
 

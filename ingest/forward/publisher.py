@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from ingest.kafka_errors import NotSubmittedError
+from ingest.errors import NotSubmittedError
 from ingest.records import KafkaRecord
 
 ProducerFactory = Callable[[], Awaitable[AIOKafkaProducer]]

@@ -1,7 +1,7 @@
 """Build the receiver's uvicorn server: the edge protocol with its limits, one socket per port.
 
 One uvicorn server (one event loop, one lifespan, so one spool and one forwarder) listens on the
-webhook port and, with ``--ops-port``, on the ops port too; ``ingest.edge.PortSplit`` tells the two
+webhook port and, with ``--ops-port``, on the ops port too; ``ingest.http.limits.PortSplit`` tells the two
 apart by the port a request came in on. The sockets are bound when the server starts serving.
 """
 
@@ -12,14 +12,12 @@ import socket
 
 import uvicorn
 
-from ingest.http_protocol import EdgeLimits, edge_protocol
+from ingest.errors import ListenError
+from ingest.http.protocol import EdgeLimits, edge_protocol
 from ingest.settings import IngestSettings
 
 log = logging.getLogger("tpipe.ingest")
 
-
-class ListenError(Exception):
-    """A port could not be bound (taken, or not ours to bind)."""
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -16,6 +16,8 @@ import enum
 
 from aiokafka import errors as ke
 
+from ingest.errors import NotSubmittedError
+
 
 class Disposition(enum.Enum):
     RETRY = "retry"  # the cluster's problem: keep the record, back off, send again in order
@@ -23,9 +25,6 @@ class Disposition(enum.Enum):
     RECORD = "record"  # permanent for this record (too large, corrupt): dead-letter it
     PRODUCER = "producer"  # the producer's sequence state is broken: renew the producer, send again
 
-
-class NotSubmittedError(Exception):
-    """The record was never handed to the producer (an earlier record of its chunk failed first)."""
 
 
 _TIMESTAMP: tuple[type[BaseException], ...] = (ke.InvalidTimestampError,)

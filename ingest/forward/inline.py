@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 import logging
 
-from ingest.forward_health import ForwarderState, Supervision, record_down_metrics
-from ingest.forwarder import Forwarder, producer_factory
+from ingest.forward.forwarder import Forwarder, producer_factory
+from ingest.forward.health import ForwarderState, Supervision, record_down_metrics
 from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
 from ingest.spool.log import Spool

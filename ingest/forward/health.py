@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ingest.spool.files import Position
 from plumbing import metrics
@@ -53,7 +53,7 @@ class ForwarderState:
         metrics.KAFKA_REACHABLE.set(1 if ok else 0)
 
     def report(self) -> list[Any]:
-        """The child's status line (``["s", ...]``, see ``ingest.forward_process``)."""
+        """The child's status line (``["s", ...]``, see ``ingest.forward.process``)."""
         return ["s", self.broker_up, self.last_error, self.publish_started, self.kafka_reachable, self.reachable_since]
 
     def apply_report(self, m: list[Any]) -> None:
@@ -177,28 +177,3 @@ def apply_tally(tally: Mapping[str, int]) -> None:
         elif key.startswith("dlq:"):
             metrics.FORWARD_DEAD_LETTERS.labels(key[4:]).inc(n)
 
-
-class ForwarderPlacement(Protocol):
-    """Where the forwarder runs: ``ingest.forward_process.ForwarderProcess`` (a child process,
-    the default) or ``ingest.forward_inline.InlineForwarder`` (a task in the receiver's loop)."""
-
-    @property
-    def mode(self) -> str: ...
-
-    @property
-    def state(self) -> ForwarderState: ...
-
-    @property
-    def supervision(self) -> Supervision: ...
-
-    @property
-    def pid(self) -> int | None: ...
-
-    @property
-    def forwarded(self) -> int: ...
-
-    async def run(self) -> None: ...
-
-    async def drain(self, timeout_s: float) -> bool: ...
-
-    async def close(self) -> None: ...

@@ -32,21 +32,21 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from ingest.forward_health import (
+from ingest.forward.forwarder import wait_forwarded
+from ingest.forward.health import (
     ForwarderState,
     Supervision,
     apply_tally,
     record_down_metrics,
     record_forwarded_metrics,
 )
-from ingest.forwarder import wait_forwarded
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
 from ingest.spool.log import Spool
 
 log = logging.getLogger("tpipe.forwarder")
 
-_CHILD_MODULE = "ingest.forward_child"
+_CHILD_MODULE = "ingest.forward.child"
 
 
 def _plain(value: Any) -> Any:

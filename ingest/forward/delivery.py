@@ -6,7 +6,7 @@ aiokafka's idempotent producer numbers each partition's batches, and a batch the
 leaves a gap that the broker answers with ``OutOfOrderSequenceNumber`` for every later batch of
 that partition (a new producer id starts a new sequence). ``deliver`` then sends the refused
 records again, together (behind a ``PartitionGate``, so nothing overtakes a refused batch); the
-first one still refused is sent alone until its fate is settled (``ingest.kafka_errors.classify``:
+first one still refused is sent alone until its fate is settled (``ingest.forward.refusals.classify``:
 received-time stamp, DLQ, new producer, or back off and retry), and the rest follow. Records Kafka
 acknowledged are never sent again.
 """
@@ -21,15 +21,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from ingest.kafka_errors import Disposition, classify, describe
-from ingest.publisher import PartitionGate, ProducerFactory, outcomes, submit
+from ingest.errors import StoppedError
+from ingest.forward.publisher import PartitionGate, ProducerFactory, outcomes, submit
+from ingest.forward.refusals import Disposition, classify, describe
 from ingest.records import TIMESTAMP_SOURCE, KafkaRecord, RecordBuilder, with_received_time
 
 log = logging.getLogger("tpipe.forwarder")
 
-
-class Stopped(Exception):
-    """``deliver`` gave up because its stop event was set (records stay where they were)."""
 
 
 class Delivery:
@@ -80,7 +78,7 @@ class Delivery:
     async def deliver(self, records: list[KafkaRecord], stop: asyncio.Event) -> None:
         """Make every record of ``records`` (in order; none acknowledged yet) land in Kafka: its topic,
         its topic with the receive time as timestamp, or the DLQ. Retries what the cluster refuses
-        for reasons of its own until ``stop`` is set (then raises ``Stopped``)."""
+        for reasons of its own until ``stop`` is set (then raises ``StoppedError``)."""
         pending = records
         while pending:
             self.renew()
@@ -89,7 +87,7 @@ class Delivery:
                 parts = await submit(producer, pending, PartitionGate())
                 await wait_done([p.future for p in parts], stop)
                 results = outcomes(parts, len(pending))
-            except Stopped:
+            except StoppedError:
                 raise
             except Exception as exc:  # the producer could not even start: the first record waits
                 results = [exc] * len(pending)
@@ -105,7 +103,7 @@ class Delivery:
         backoff = 0.1
         while True:
             if stop.is_set():
-                raise Stopped
+                raise StoppedError
             exc = await self._send_one(rec, stop)
             if exc is None:
                 if self._on_success is not None:
@@ -142,7 +140,7 @@ class Delivery:
             await wait_done([fut], stop)
             exc: BaseException | None = fut.exception()
             return exc
-        except Stopped:
+        except StoppedError:
             raise
         except Exception as exc:
             return exc
@@ -153,7 +151,7 @@ def _has_received_time(rec: KafkaRecord) -> bool:
 
 
 async def wait_done(futures: list[asyncio.Future[object]], stop: asyncio.Event) -> None:
-    """Until every future is done, or ``stop`` is set (``Stopped``)."""
+    """Until every future is done, or ``stop`` is set (``StoppedError``)."""
     pending = [f for f in futures if not f.done()]
     if not pending:
         return
@@ -163,7 +161,7 @@ async def wait_done(futures: list[asyncio.Future[object]], stop: asyncio.Event) 
             waiting: list[asyncio.Future[Any]] = [*pending, stopper]
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if stopper in done:
-                raise Stopped
+                raise StoppedError
             pending = [f for f in pending if not f.done()]
     finally:
         stopper.cancel()

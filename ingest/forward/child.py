@@ -1,7 +1,7 @@
-"""The forwarder process (started by ``ingest.forward_process.ForwarderProcess``; not run by hand).
+"""The forwarder process (started by ``ingest.forward.process.ForwarderProcess``; not run by hand).
 
 Reads the init line and commit notices on stdin, forwards the spool with the same ``Forwarder`` as
-the inline mode, and reports on stdout (protocol: ``ingest.forward_process``). Ignores SIGINT and
+the inline mode, and reports on stdout (protocol: ``ingest.forward.process``). Ignores SIGINT and
 SIGTERM: the receiver decides when it stops (EOF), after draining the spool.
 """
 
@@ -20,11 +20,11 @@ from typing import Any
 
 import orjson
 
-from ingest.forwarder import Forwarder, producer_factory
+from ingest.forward.forwarder import Forwarder, producer_factory
 from ingest.records import RecordBuilder, TypeCounts
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
-from ingest.spool.frame import SpoolRecord
+from ingest.spool.frame import SpooledBody
 from ingest.spool.reader import read_frames
 from plumbing.logs import configure_logging, register_secret
 
@@ -68,7 +68,7 @@ class SpoolView:
             self._sizes[segment] = size
         self.committed.set()
 
-    def read(self, start: Position, *, max_records: int) -> tuple[list[SpoolRecord], Position]:
+    def read(self, start: Position, *, max_records: int) -> tuple[list[SpooledBody], Position]:
         return read_frames(self.root, self._sizes, self._active, start, max_records=max_records)
 
     def advance(self, new_cursor: Position, events: int) -> None:
@@ -135,7 +135,7 @@ async def _main() -> int:
     if settings.kafka_sasl_password is not None:
         register_secret(settings.kafka_sasl_password.get_secret_value())
     if settings.forwarder_cpus:
-        from ingest.forward_process import parse_cpus
+        from ingest.forward.process import parse_cpus
 
         os.sched_setaffinity(0, parse_cpus(settings.forwarder_cpus))
     if settings.forwarder_nice:

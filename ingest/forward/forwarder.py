@@ -8,7 +8,7 @@ at-least-once into Kafka, with the same ``event_id`` for consumers to deduplicat
 No single record stops it: a body the parser refuses and an event whose record cannot be built
 become dead letters (``ingest.records``); a record Kafka refuses is re-sent alone and ends in its
 topic (with its receive time as timestamp when the topic refuses the event's own) or in the DLQ
-(``ingest.delivery``); the records Kafka already took are not sent again.
+(``ingest.forward.delivery``); the records Kafka already took are not sent again.
 """
 
 from __future__ import annotations
@@ -24,21 +24,22 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from ingest.delivery import Delivery, Stopped, wait_done
-from ingest.forward_health import (
+from ingest.errors import StoppedError
+from ingest.forward.delivery import Delivery, wait_done
+from ingest.forward.health import (
     ForwarderState,
     KafkaComplaints,
     apply_tally,
     record_down_metrics,
     record_forwarded_metrics,
 )
-from ingest.kafka_errors import describe
-from ingest.publisher import Part, PartitionGate, ProducerFactory, outcomes, submit
+from ingest.forward.publisher import Part, PartitionGate, ProducerFactory, outcomes, submit
+from ingest.forward.refusals import describe
+from ingest.forward.topic_rules import load_timestamp_bounds
 from ingest.records import KafkaRecord, RecordBuilder, TypeCounts
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
-from ingest.spool.frame import RAW_TOPIC, SpoolRecord
-from ingest.topic_rules import load_timestamp_bounds
+from ingest.spool.frame import SpooledBody
 from plumbing import kafka_clients
 from schemas import topics
 
@@ -70,30 +71,26 @@ async def wait_forwarded(
 
 class SpoolSource(Protocol):
     """What the forwarder needs of a spool: the receiver's ``Spool`` itself (inline forwarder), or
-    the forwarder process's view of the same directory (``ingest.forward_child.SpoolView``)."""
+    the forwarder process's view of the same directory (``ingest.forward.child.SpoolView``)."""
 
     committed: asyncio.Event
 
     @property
     def cursor(self) -> Position: ...
 
-    def read(self, start: Position, *, max_records: int) -> tuple[list[SpoolRecord], Position]: ...
+    def read(self, start: Position, *, max_records: int) -> tuple[list[SpooledBody], Position]: ...
 
     def advance(self, new_cursor: Position, events: int) -> None: ...
 
     def has_unforwarded(self) -> bool: ...
 
 
-def expand_raw(records: list[SpoolRecord], builder: RecordBuilder, counts: TypeCounts) -> list[KafkaRecord]:
-    """Spooled webhook bodies -> their Kafka records, in spool order (ready records from older
-    receivers pass through)."""
+def expand_raw(records: list[SpooledBody], builder: RecordBuilder, counts: TypeCounts) -> list[KafkaRecord]:
+    """Spooled webhook bodies -> their Kafka records, in spool order."""
     out: list[KafkaRecord] = []
     expand = builder.expand
     for r in records:
-        if r.topic == RAW_TOPIC:
-            out.extend(expand(r, counts))
-        else:
-            out.append(KafkaRecord(*r))
+        out.extend(expand(r, counts))
     return out
 
 
@@ -199,7 +196,7 @@ class Forwarder:
         inflight: deque[_Chunk] = deque()
         try:
             await self._loop(inflight)
-        except Stopped:
+        except StoppedError:
             pass
         finally:
             watch.cancel()
@@ -212,7 +209,7 @@ class Forwarder:
     async def _loop(self, inflight: deque[_Chunk]) -> None:
         backoff = 0.1
         pos = self.spool.cursor
-        ready: tuple[list[SpoolRecord], Position, list[KafkaRecord], TypeCounts, float] | None = None
+        ready: tuple[list[SpooledBody], Position, list[KafkaRecord], TypeCounts, float] | None = None
         while not self._stop.is_set():
             while inflight and inflight[0].done():
                 if inflight[0].failed():
@@ -302,7 +299,7 @@ class Forwarder:
             return False
         rec = self.builder.raw_dead_letter(records[0], reason, "ForwarderCrash")
         log.error("body quarantined to the DLQ: the forwarder died on it repeatedly",
-                  extra={"spool_position": [at.segment, at.offset], "bytes": len(records[0].value), "reason": reason})
+                  extra={"spool_position": [at.segment, at.offset], "bytes": len(records[0].body), "reason": reason})
         await self.delivery.deliver([rec], self._stop)
         self.builder.tally["dlq:forwarder_crash"] += 1
         self._complete(_Chunk(end, 1, [rec], {}, records[0].spooled_at_ms, [], time.monotonic()))
