@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consumers.errors import RulesError
+
 __all__ = ["DEFAULT_RULES", "Rule", "RulesError", "Ruleset", "load_rules"]
 
 _KEYS = {"name", "name_regex", "audiences", "vins", "notify", "sinks"}
 SINK_NAMES = ("http", "kafka", "log")
 
 
-class RulesError(ValueError):
-    """The rules file is malformed (message says where)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 
 from consumers.alerts.rules import DEFAULT_RULES, Ruleset
+from consumers.errors import InvalidEventError
 from consumers.notify.model import Notification, notification_id
 from consumers.notify.outbox import Outbox
 from consumers.sqlstore import insert_ignore, unseen_events
@@ -115,8 +116,6 @@ _DETAIL_KEYS = (
 )
 
 
-class InvalidEventError(ValueError):
-    """An alerts/errors event whose payload cannot be applied (dead-letter it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from sqlalchemy import (
     update,
 )
 
+from consumers.errors import InvalidEventError
 from consumers.notify.model import Notification, notification_id
 from consumers.notify.outbox import Outbox
 from consumers.sqlstore import insert_ignore, unseen_events
@@ -85,8 +86,6 @@ outbox = Outbox(metadata)
 LOW_BALANCE_KEY = "low_balance"
 
 
-class InvalidEventError(ValueError):
-    """A credits event that cannot be recorded (dead-letter it)."""
 
 
 @dataclass(frozen=True, slots=True)

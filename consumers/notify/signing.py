@@ -26,6 +26,8 @@ import hmac
 import time
 from collections.abc import Mapping, Sequence
 
+from consumers.errors import SecretError
+
 __all__ = [
     "ID_HEADER",
     "KIND_HEADER",
@@ -49,8 +51,6 @@ DEFAULT_TOLERANCE_S = 300.0
 Secret = str | bytes
 
 
-class SecretError(ValueError):
-    """A signing secret that cannot be used (empty, or ``whsec_`` followed by something not base64)."""
 
 
 def secret_key(secret: Secret) -> bytes:

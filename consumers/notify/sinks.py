@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from consumers.errors import DeliveryError, NotifyConfigError, NotifyError
 from consumers.notify.model import Notification
 from consumers.notify.signing import KIND_HEADER, SecretError, secret_key, signed_headers
 from schemas.times import now_ms
@@ -42,16 +43,10 @@ DELIVERED = "delivered"
 DEAD_LETTERED = "dead_lettered"
 
 
-class NotifyError(Exception):
-    """Base of the notification errors."""
 
 
-class DeliveryError(NotifyError):
-    """A sink could not deliver now; the notification stays pending."""
 
 
-class NotifyConfigError(NotifyError, ValueError):
-    """A sink cannot be built from the configuration given (the worker refuses to start)."""
 
 
 class Sink(Protocol):

@@ -9,14 +9,13 @@ from typing import Any
 
 import orjson
 
+from consumers.errors import ReplayError
 from schemas.event_types import EventType
 from schemas.topics import topic_for
 
 __all__ = ["ReplayError", "ReplayEvent", "Selection", "parse_types"]
 
 
-class ReplayError(Exception):
-    """A replay, reset or topics command that cannot go on; the CLI prints it and exits 1."""
 
 
 def parse_types(values: Iterable[str] | None) -> tuple[EventType, ...]:

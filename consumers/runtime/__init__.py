@@ -61,8 +61,8 @@ Contract (what the runtime guarantees and what it expects):
   ``dlq_at_ms`` (see ``consumers.runtime.dlq``).
 """
 
+from consumers.errors import PoisonRecordError, RetryableError, WorkerError
 from consumers.runtime.dlq import DLQ_HEADERS, DeadLetter, header_map
-from consumers.runtime.errors import PoisonRecordError, RetryableError, WorkerError
 from consumers.runtime.runner import (
     WorkerRuntime,
     run,

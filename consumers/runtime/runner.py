@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from consumers.errors import RetryableError
 from consumers.runtime.dlq import DeadLetter
-from consumers.runtime.errors import RetryableError
 from consumers.runtime.settings import WorkerSettings
 from consumers.runtime.worker import Failure, Offsets, Worker, WorkerRecord
 from plumbing import kafka_clients, metrics
