@@ -50,6 +50,7 @@ from pyiceberg.types import (
 from sqlalchemy.exc import DBAPIError
 
 from consumers.lake.settings import LakeCatalogSettings
+from plumbing.retry import Backoff
 
 log = logging.getLogger("consumers.lake")
 
@@ -180,13 +181,14 @@ def open_catalog(s: LakeCatalogSettings) -> Catalog:
         path = Path(wh).resolve()
         path.mkdir(parents=True, exist_ok=True)
         props["warehouse"] = path.as_uri()
+    backoff = Backoff(0.05, cap=0.4)
     for attempt in range(5):
         try:
             return SqlCatalog(s.catalog_name, **props)
         except DBAPIError:  # another process created the catalog tables at the same moment
             if attempt == 4:
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            time.sleep(backoff.next())
     raise AssertionError("unreachable")
 
 

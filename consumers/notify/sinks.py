@@ -24,6 +24,7 @@ import httpx
 from consumers.errors import DeliveryError, NotifyConfigError, NotifyError
 from consumers.notify.model import Notification
 from consumers.notify.signing import KIND_HEADER, SecretError, secret_key, signed_headers
+from plumbing.retry import Backoff
 from schemas.times import now_ms
 
 __all__ = [
@@ -194,9 +195,10 @@ class HttpSink:
         assert self._client is not None
         body = n.to_json()
         reason = ""
+        backoff = Backoff(self._backoff_s, self._backoff_max_s)
         for attempt in range(self._attempts):
             if attempt:
-                await asyncio.sleep(min(self._backoff_max_s, self._backoff_s * 2 ** (attempt - 1)))
+                await asyncio.sleep(backoff.next())
             headers = {
                 "Content-Type": "application/json",
                 KIND_HEADER: n.kind,

@@ -3,14 +3,14 @@ partitions, consumer-group state. Metadata is asked for *all* topics, which neve
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from plumbing.retry import Backoff, retry_call
 
 __all__ = ["GroupInfo", "describe_group", "retrying", "topic_partitions"]
 
@@ -20,16 +20,9 @@ T = TypeVar("T")
 async def retrying(call: Callable[[], Awaitable[T]], *, timeout_s: float = 30.0) -> T:
     """``call()`` again while it fails with a retriable Kafka error (e.g. the group coordinator is
     still loading on a fresh cluster), for at most ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.1
-    while True:
-        try:
-            return await call()
-        except KafkaError as exc:
-            if not exc.retriable or time.monotonic() + delay > deadline:
-                raise
-        await asyncio.sleep(delay)  # back-off between retries of a retriable error
-        delay = min(delay * 2, 2.0)
+    return await retry_call(call, retry_if=lambda e: isinstance(e, KafkaError) and bool(e.retriable),
+                            backoff=Backoff(0.1, cap=2.0), timeout_s=timeout_s)
+
 
 _GROUP_ID_NOT_FOUND = 69
 

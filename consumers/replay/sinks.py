@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from consumers.replay.selection import ReplayError, ReplayEvent
 from plumbing.kafka_clients import ensure_topics, make_producer
 from plumbing.logs import redact, register_secret
+from plumbing.retry import Backoff
 from plumbing.settings import KafkaSettings
 
 __all__ = ["FileSink", "Sink", "TopicSink", "UrlSink"]
@@ -151,14 +152,14 @@ class UrlSink:
     async def send(self, ev: ReplayEvent) -> None:
         assert self._client is not None
         body = orjson.dumps(ev.payload())
-        delay = 0.5
+        backoff = Backoff(0.5, cap=30.0)
         for attempt in range(1, self.max_attempts + 1):
             try:
                 resp = await self._client.post(self.url, content=body)
             except httpx.TransportError as exc:
                 if attempt == self.max_attempts:
                     raise ReplayError(f"POST {self.shown_url} failed after {attempt} attempts: {exc!r}") from exc
-                wait = delay
+                wait = backoff.next()
             else:
                 if resp.status_code < 300:
                     self._check_ids(ev, resp)
@@ -169,11 +170,10 @@ class UrlSink:
                         f"POST {self.shown_url} answered {resp.status_code}: {resp.text[:300]}"
                         f" (event {ev.event_id}; {self.count} events were sent before it)"
                     )
-                wait = _retry_after(resp) or delay
+                wait = _retry_after(resp) or backoff.next()
             self.retries += 1
             log.warning("replay POST retried", extra={"attempt": attempt, "wait_s": wait, "event_id": ev.event_id})
             await asyncio.sleep(wait)
-            delay = min(delay * 2, 30.0)
 
     def _check_ids(self, ev: ReplayEvent, resp: httpx.Response) -> None:
         if ev.event_id is None:

@@ -19,6 +19,7 @@ from consumers.runtime.dlq import DeadLetter
 from consumers.runtime.settings import WorkerSettings
 from consumers.runtime.worker import Failure, Offsets, Worker, WorkerRecord
 from plumbing import kafka_clients, metrics
+from plumbing.retry import Backoff, pause
 
 log = logging.getLogger("consumers.runtime")
 
@@ -204,7 +205,7 @@ class WorkerRuntime:
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.settings.drain_timeout_s
         async with self._lock:
-            backoff = self.settings.retry_backoff_ms / 1000
+            backoff = Backoff(self.settings.retry_backoff_ms / 1000, _MAX_BACKOFF_S)
             while True:
                 try:
                     await asyncio.wait_for(
@@ -213,11 +214,11 @@ class WorkerRuntime:
                     )
                     return
                 except (RetryableError, KafkaError) as exc:
-                    if time.monotonic() + backoff >= deadline:
+                    delay = backoff.next()
+                    if time.monotonic() + delay >= deadline:
                         log.error("drain gave up, uncommitted work is redelivered", extra={"error": str(exc)})
                         return
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                    await asyncio.sleep(delay)
                 except TimeoutError:
                     log.error("drain timed out, uncommitted work is redelivered", extra={"worker": self.worker.name})
                     return
@@ -270,7 +271,7 @@ class WorkerRuntime:
         self._handled.update(ends)
 
     async def _handle_with_retry(self, batch: list[WorkerRecord]) -> list[Failure] | None:
-        backoff = self.settings.retry_backoff_ms / 1000
+        backoff = Backoff(self.settings.retry_backoff_ms / 1000, _MAX_BACKOFF_S)
         while True:
             try:
                 try:
@@ -286,18 +287,13 @@ class WorkerRuntime:
                     )
                     return await self._handle_one_by_one(batch)
             except RetryableError as exc:
+                delay = backoff.next()
                 log.warning(
                     "retryable failure, backing off",
-                    extra={"worker": self.worker.name, "error": str(exc), "backoff_s": backoff},
+                    extra={"worker": self.worker.name, "error": str(exc), "backoff_s": delay},
                 )
-                stop = asyncio.ensure_future(self.stop_event.wait())
-                revoke = asyncio.ensure_future(self._revoke_pending.wait())
-                await asyncio.wait({stop, revoke}, timeout=backoff, return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
-                revoke.cancel()
-                if self.stop_event.is_set() or self._revoke_pending.is_set():
+                if await pause(delay, self.stop_event, self._revoke_pending):
                     return None
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _handle_one_by_one(self, batch: list[WorkerRecord]) -> list[Failure]:
         failures: list[Failure] = []
@@ -313,7 +309,7 @@ class WorkerRuntime:
     async def _dead_letter(self, dead: Iterable[DeadLetter]) -> None:
         """Publish to the DLQ and wait for the broker's acknowledgement (retrying while Kafka is down)."""
         assert self._producer is not None
-        backoff = self.settings.retry_backoff_ms / 1000
+        backoff = Backoff(self.settings.retry_backoff_ms / 1000, _MAX_BACKOFF_S)
         items = list(dead)
         while True:
             try:
@@ -328,8 +324,7 @@ class WorkerRuntime:
                 break
             except KafkaError as exc:
                 log.warning("DLQ publish failed, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                await asyncio.sleep(backoff.next())
         metrics.WORKER_DLQ.labels(self.worker.name).inc(len(items))
         for d in items:
             log.warning(

@@ -14,7 +14,6 @@ acknowledged are never sent again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,7 @@ from ingest.errors import StoppedError
 from ingest.forward.publisher import PartitionGate, ProducerFactory, outcomes, submit
 from ingest.forward.refusals import Disposition, classify, describe
 from ingest.records import TIMESTAMP_SOURCE, KafkaRecord, RecordBuilder, with_received_time
+from plumbing.retry import Backoff, pause
 
 log = logging.getLogger("tpipe.forwarder")
 
@@ -100,7 +100,7 @@ class Delivery:
 
     async def _settle(self, rec: KafkaRecord, stop: asyncio.Event) -> None:
         """Send ``rec`` alone until Kafka took it (maybe changed: received-time stamp, or DLQ)."""
-        backoff = 0.1
+        backoff = Backoff(0.1, self.max_backoff_s)
         while True:
             if stop.is_set():
                 raise StoppedError
@@ -128,9 +128,7 @@ class Delivery:
             # the cluster's problem (or an unclassified refusal): keep it, in order, and say so
             if self._on_error is not None:
                 self._on_error(exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2, self.max_backoff_s)
+            await pause(backoff.next(), stop)
 
     async def _send_one(self, rec: KafkaRecord, stop: asyncio.Event) -> BaseException | None:
         try:

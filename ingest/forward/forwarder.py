@@ -41,6 +41,7 @@ from ingest.settings import IngestSettings
 from ingest.spool.files import Position
 from ingest.spool.frame import SpooledBody
 from plumbing import kafka_clients
+from plumbing.retry import Backoff, pause
 from schemas import topics
 
 log = logging.getLogger("tpipe.forwarder")
@@ -207,7 +208,7 @@ class Forwarder:
             self._idle.set()
 
     async def _loop(self, inflight: deque[_Chunk]) -> None:
-        backoff = 0.1
+        backoff = Backoff(0.1, self.max_backoff_s)
         pos = self.spool.cursor
         ready: tuple[list[SpooledBody], Position, list[KafkaRecord], TypeCounts, float] | None = None
         while not self._stop.is_set():
@@ -230,10 +231,9 @@ class Forwarder:
                         producer = await self.delivery.producer()
                     except Exception as exc:  # Kafka not there (yet): the chunk waits, nothing is lost
                         self._mark_down(exc)
-                        await self._pause(backoff)
-                        backoff = min(backoff * 2, self.max_backoff_s)
+                        await pause(backoff.next(), self._stop)
                         continue
-                    backoff = 0.1
+                    backoff.reset()
                     if producer is not self._gate_producer:  # the broker knows nothing of a new producer
                         self._gate.clear()
                         self._gate_producer = producer
@@ -304,10 +304,6 @@ class Forwarder:
         self.builder.tally["dlq:forwarder_crash"] += 1
         self._complete(_Chunk(end, 1, [rec], {}, records[0].spooled_at_ms, [], time.monotonic()))
         return True
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
     async def _watch(self) -> None:
         """Once a second: say why a publish waits (aiokafka's own complaint) and, while one waits or

@@ -13,6 +13,7 @@ from ingest.forward.health import ForwarderState, Supervision, record_down_metri
 from ingest.records import RecordBuilder
 from ingest.settings import IngestSettings
 from ingest.spool.log import Spool
+from plumbing.retry import Backoff
 
 log = logging.getLogger("tpipe.forwarder")
 
@@ -50,7 +51,7 @@ class InlineForwarder:
         return self._fw.forwarded
 
     async def run(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(0.5, cap=10.0)
         while not self._stopping:
             fw = self._fw
             s, sup = self.settings, self.supervision
@@ -70,8 +71,7 @@ class InlineForwarder:
             record_down_metrics()
             with contextlib.suppress(Exception):
                 await fw.delivery.close()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+            await asyncio.sleep(backoff.next())
             self._fw = self._new()
             self._fw.state.last_error = why
 

@@ -43,6 +43,7 @@ from ingest.forward.health import (
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
 from ingest.spool.log import Spool
+from plumbing.retry import Backoff
 
 log = logging.getLogger("tpipe.forwarder")
 
@@ -103,7 +104,7 @@ class ForwarderProcess:
 
     # ---- supervision -----------------------------------------------------------------------------
     async def run(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(0.5, cap=10.0)
         while not self._stopping:
             started = time.monotonic()
             try:
@@ -122,9 +123,8 @@ class ForwarderProcess:
                              "spool_position": [self.spool.cursor.segment, self.spool.cursor.offset]})
             record_down_metrics()
             if time.monotonic() - started > 30:
-                backoff = 0.5
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+                backoff.reset()  # it ran a while: this death is not part of a crash loop
+            await asyncio.sleep(backoff.next())
 
     def _init(self) -> dict[str, Any]:
         sizes, active = self.spool.committed_sizes()
