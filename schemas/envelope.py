@@ -114,14 +114,39 @@ class Envelope:
 
     @classmethod
     def from_json(cls, b: bytes | bytearray | memoryview | str) -> Envelope:
-        """Decode a Kafka record value; raises ``EnvelopeError`` on anything but a valid envelope."""
+        """Decode a Kafka record value; raises ``EnvelopeError`` on anything but a valid envelope.
+
+        A fast path checks exactly what ``from_dict`` checks (on orjson's exact types) and builds the
+        envelope without the dataclass ``__init__``; anything it does not accept goes through
+        ``from_dict``, which gives the same envelope or raises the same error (~8 -> ~2 µs a record)."""
         try:
             d = orjson.loads(b)
         except (orjson.JSONDecodeError, TypeError) as exc:
             raise EnvelopeError(f"invalid JSON: {exc}") from None
+        if type(d) is dict:
+            g = d.get
+            version, event_id, t, f, vin = g("schema_version"), g("event_id"), g("type"), g("source_format"), g("vin")
+            cat, cat_ms, rat, rat_ms, payload = (
+                g("created_at"), g("created_at_ms"), g("received_at"), g("received_at_ms"), g("payload")
+            )
+            if (
+                type(version) is int and 1 <= version <= SCHEMA_VERSION
+                and type(event_id) is str and len(event_id) == 32 and _HEX.issuperset(event_id)
+                and type(t) is str and type(f) is str
+                and (vin is None and "vin" in d or type(vin) is str)
+                and type(cat) is str and type(rat) is str
+                and type(cat_ms) is int and type(rat_ms) is int
+                and type(payload) is dict
+            ):
+                etype = _TYPES.get(t)
+                fmt = _FORMATS.get(f)
+                if etype is not None and fmt is not None:
+                    return new_envelope(event_id, etype, vin, cat, cat_ms, rat, rat_ms, fmt, payload)
         return cls.from_dict(d)
 
 
+_TYPES = {m.value: m for m in EventType}
+_FORMATS = {m.value: m for m in SourceFormat}
 _new = object.__new__
 (_s_id, _s_type, _s_vin, _s_cat, _s_catms, _s_rat, _s_ratms, _s_fmt, _s_payload) = (
     getattr(Envelope, name).__set__ for name in Envelope.__dataclass_fields__

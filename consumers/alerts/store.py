@@ -25,189 +25,34 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
     Column,
     Connection,
     Engine,
-    Integer,
-    MetaData,
     Select,
-    String,
     Table,
-    Text,
     and_,
     select,
     update,
 )
 
+from consumers.alerts.events import AlertEntry, ParsedEvent
 from consumers.alerts.rules import DEFAULT_RULES, Ruleset
-from consumers.errors import InvalidEventError
+from consumers.alerts.tables import (
+    alert_events,
+    alert_observations,
+    alert_occurrences,
+    metadata,
+    outbox,
+    vehicle_errors,
+)
 from consumers.notify.model import Notification, notification_id
-from consumers.notify.outbox import Outbox
 from consumers.sqlstore import insert_ignore, unseen_events
-from schemas.times import format_ms, now_ms, to_ms
+from schemas.times import format_ms, now_ms
 
-__all__ = ["AlertStore", "ApplyResult", "InvalidEventError", "ParsedEvent", "metadata", "parse_event"]
-
-metadata = MetaData()
-
-alert_events = Table(
-    "alert_events",
-    metadata,
-    Column("event_id", String(64), primary_key=True),
-    Column("type", String(16), nullable=False),
-    Column("vin", String(64)),
-    Column("created_at_ms", BigInteger, nullable=False),
-    Column("is_cache", Boolean, nullable=False, default=False),
-    Column("applied_at_ms", BigInteger, nullable=False),
-)
-
-alert_observations = Table(
-    "alert_observations",
-    metadata,
-    Column("event_id", String(64), primary_key=True),
-    Column("idx", Integer, primary_key=True),
-    Column("vin", String(64), nullable=False, index=True),
-    Column("name", String(255), nullable=False),
-    Column("started_at_ms", BigInteger, nullable=False),
-    Column("ended_at_ms", BigInteger),
-    Column("created_at_ms", BigInteger, nullable=False),
-    Column("raw", Text, nullable=False),
-)
-
-alert_occurrences = Table(
-    "alert_occurrences",
-    metadata,
-    Column("vin", String(64), primary_key=True),
-    Column("name", String(255), primary_key=True),
-    Column("started_at_ms", BigInteger, primary_key=True),
-    Column("ended_at_ms", BigInteger, index=True),
-    Column("audiences", Text, nullable=False),  # JSON list
-    Column("details", Text, nullable=False),  # JSON: description, messages, condition...
-    Column("first_seen_ms", BigInteger, nullable=False),
-    Column("last_seen_ms", BigInteger, nullable=False),
-    Column("first_event_id", String(64), nullable=False),
-    Column("end_event_id", String(64)),
-    Column("notification_id", String(64)),
-)
-
-vehicle_errors = Table(
-    "vehicle_errors",
-    metadata,
-    Column("event_id", String(64), primary_key=True),
-    Column("idx", Integer, primary_key=True),
-    Column("vin", String(64), nullable=False, index=True),
-    Column("name", String(255), nullable=False),
-    Column("created_at_ms", BigInteger, nullable=False, index=True),
-    Column("body", Text),
-    Column("tags", Text, nullable=False),  # JSON object
-)
-
-outbox = Outbox(metadata)
-
-_DETAIL_KEYS = (
-    "description",
-    "customerFacingMessage1",
-    "customerFacingMessage2",
-    "condition",
-    "clearCondition",
-    "potentialImpact",
-)
+__all__ = ["AlertStore", "ApplyResult"]
 
 
 
-
-@dataclass(frozen=True, slots=True)
-class AlertEntry:
-    name: str
-    audiences: tuple[str, ...]
-    started_at_ms: int
-    ended_at_ms: int | None
-    details: dict[str, str]
-    raw: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorEntry:
-    name: str
-    created_at_ms: int
-    body: str | None
-    tags: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedEvent:
-    event_id: str
-    type: str  # alerts | errors
-    vin: str
-    created_at_ms: int
-    is_cache: bool
-    alerts: tuple[AlertEntry, ...] = ()
-    errors: tuple[ErrorEntry, ...] = ()
-
-
-def parse_event(env: Any) -> ParsedEvent:
-    """An ``Envelope`` of type alerts or errors as plain values; raises ``InvalidEventError``."""
-    etype = str(getattr(env.type, "value", env.type))
-    payload = env.payload
-    vin = env.vin or payload.get("vin")
-    if not isinstance(vin, str) or not vin:
-        raise InvalidEventError(f"{etype} event without a VIN")
-    is_cache = payload.get("isCache") is True
-    if etype == "alerts":
-        items = payload.get("alerts")
-        if not isinstance(items, list):
-            raise InvalidEventError("alerts must be an array")
-        alerts = tuple(_alert_entry(a, i) for i, a in enumerate(items))
-        return ParsedEvent(env.event_id, etype, vin, env.created_at_ms, is_cache, alerts=alerts)
-    if etype == "errors":
-        items = payload.get("errors")
-        if not isinstance(items, list):
-            raise InvalidEventError("errors must be an array")
-        errors = tuple(_error_entry(e, i, env.created_at_ms) for i, e in enumerate(items))
-        return ParsedEvent(env.event_id, etype, vin, env.created_at_ms, is_cache, errors=errors)
-    raise InvalidEventError(f"not an alerts or errors event: {etype}")
-
-
-def _alert_entry(a: Any, i: int) -> AlertEntry:
-    if not isinstance(a, dict):
-        raise InvalidEventError(f"alerts[{i}] is not an object")
-    name = a.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidEventError(f"alerts[{i}] has no name")
-    started = to_ms(a.get("startedAt"))
-    if started is None:
-        raise InvalidEventError(f"alerts[{i}] ({name}) has no valid startedAt")
-    ended = None
-    if a.get("endedAt") not in (None, ""):
-        ended = to_ms(a["endedAt"])
-        if ended is None:
-            raise InvalidEventError(f"alerts[{i}] ({name}) has an invalid endedAt {a['endedAt']!r}")
-    audiences = a.get("audiences") or []
-    if not isinstance(audiences, list):
-        audiences = [audiences]
-    details = {k: str(a[k]) for k in _DETAIL_KEYS if a.get(k) is not None}
-    return AlertEntry(name, tuple(str(x) for x in audiences), started, ended, details, a)
-
-
-def _error_entry(e: Any, i: int, default_ms: int) -> ErrorEntry:
-    if not isinstance(e, dict):
-        raise InvalidEventError(f"errors[{i}] is not an object")
-    name = e.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidEventError(f"errors[{i}] has no name")
-    created = to_ms(e.get("createdAt"))
-    tags = e.get("tags") or {}
-    if not isinstance(tags, dict):
-        raise InvalidEventError(f"errors[{i}] tags must be an object")
-    body = e.get("body")
-    return ErrorEntry(
-        name,
-        created if created is not None else default_ms,
-        None if body is None else str(body),
-        {str(k): "" if v is None else str(v) for k, v in tags.items()},
-    )
 
 
 @dataclass

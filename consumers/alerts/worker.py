@@ -15,16 +15,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from consumers.alerts.events import InvalidEventError, ParsedEvent, parse_event
 from consumers.alerts.rules import Ruleset, load_rules
 from consumers.alerts.settings import AlertsSettings
-from consumers.alerts.store import (
-    AlertStore,
-    ApplyResult,
-    InvalidEventError,
-    ParsedEvent,
-    outbox,
-    parse_event,
-)
+from consumers.alerts.store import AlertStore, ApplyResult
+from consumers.alerts.tables import outbox
 from consumers.sqlstore import redact_url
 from consumers.sqlworker import SqlStoreWorker
 

@@ -63,13 +63,8 @@ Contract (what the runtime guarantees and what it expects):
 
 from consumers.errors import PoisonRecordError, RetryableError, WorkerError
 from consumers.runtime.dlq import DLQ_HEADERS, DeadLetter, header_map
-from consumers.runtime.runner import (
-    WorkerRuntime,
-    run,
-    run_worker,
-    start_metrics_server,
-    worker_topics,
-)
+from consumers.runtime.process import run_worker, start_metrics_server
+from consumers.runtime.runner import WorkerRuntime, run, worker_topics
 from consumers.runtime.settings import WorkerSettings
 from consumers.runtime.worker import Failure, Offsets, Worker, WorkerRecord
 

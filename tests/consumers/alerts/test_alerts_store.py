@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from consumers.alerts.events import InvalidEventError, ParsedEvent, parse_event
 from consumers.alerts.rules import DEFAULT_RULES, RulesError, load_rules
-from consumers.alerts.store import AlertStore, InvalidEventError, ParsedEvent, parse_event
+from consumers.alerts.store import AlertStore
 from consumers.sqlstore import make_engine
 from schemas.parse import parse_object
 from schemas.times import to_ms

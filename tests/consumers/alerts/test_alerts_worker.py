@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from consumers.alerts.events import parse_event
 from consumers.alerts.settings import AlertsSettings
-from consumers.alerts.store import AlertStore, parse_event
+from consumers.alerts.store import AlertStore
 from consumers.alerts.worker import AlertsWorker
 from consumers.runtime import header_map
 from consumers.sqlstore import make_engine
