@@ -45,23 +45,12 @@ def build_worker(settings: AlertsSettings) -> AlertsWorker:
 
 
 def _consume(args: argparse.Namespace) -> int:
-    from consumers.alerts.rules import RulesError
-    from consumers.notify.settings import NotifyConfigError
-    from consumers.runtime import run_worker
+    from consumers.errors import RulesError
+    from consumers.notify.settings import run_notifying_worker
 
     settings = settings_from_args(AlertsSettings, args)
-    settings.register_secrets(settings.alerts_db_url)
-    try:
-        settings.check_notify()
-    except NotifyConfigError as exc:
-        print(f"tpipe consume alerts: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        worker = build_worker(settings)
-    except RulesError as exc:
-        print(f"tpipe consume alerts: {exc}", file=sys.stderr)
-        return 2
-    return run_worker(worker, settings)
+    return run_notifying_worker("consume alerts", settings, settings.alerts_db_url,
+                                lambda: build_worker(settings), RulesError)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -39,17 +39,10 @@ def build_worker(settings: CreditsSettings) -> CreditsWorker:
 
 
 def _consume(args: argparse.Namespace) -> int:
-    from consumers.notify.settings import NotifyConfigError
-    from consumers.runtime import run_worker
+    from consumers.notify.settings import run_notifying_worker
 
     settings = settings_from_args(CreditsSettings, args)
-    settings.register_secrets(settings.credits_db_url)
-    try:
-        settings.check_notify()
-    except NotifyConfigError as exc:
-        print(f"tpipe consume credits: error: {exc}", file=sys.stderr)
-        return 2
-    return run_worker(build_worker(settings), settings)
+    return run_notifying_worker("consume credits", settings, settings.credits_db_url, lambda: build_worker(settings))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

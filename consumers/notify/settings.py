@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -82,6 +84,25 @@ class NotifySettings(BaseSettings):
                 register_secret(make_url(url).password)
             except Exception:  # a malformed URL fails later, with a proper message
                 pass
+
+
+def run_notifying_worker(
+    command: str, settings: Any, db_url: str, build: Callable[[], Any], *refusals: type[Exception]
+) -> int:
+    """``tpipe consume alerts|credits``: secrets kept out of the logs, the notification config
+    checked, the worker built and run; a bad config (``NotifyConfigError`` or one of ``refusals``) is
+    one line on stderr and exit 2."""
+    from consumers.runtime import run_worker
+
+    settings.register_secrets(db_url)
+    caught: tuple[type[Exception], ...] = (NotifyConfigError, *refusals)
+    try:
+        settings.check_notify()
+        worker = build()
+    except caught as exc:
+        print(f"tpipe {command}: error: {exc}", file=sys.stderr)
+        return 2
+    return run_worker(worker, settings)
 
 
 def build_sinks(
