@@ -61,7 +61,7 @@ class DirectPublisher:
         await asyncio.wait_for(self._publish(records), timeout=self.settings.broker_timeout_s)
 
     async def _publish(self, records: list[KafkaRecord]) -> None:
-        parts = await submit(await self.delivery.producer(), records)
+        parts = await submit(await self.delivery.producer(), records, batch_bytes=self.builder.batch_bytes)
         await wait_done([p.future for p in parts], self._never)
         refused = [r for r, e in zip(records, outcomes(parts, len(records)), strict=True) if e is not None]
         if refused:

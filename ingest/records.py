@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ingest.forward.topic_rules import TimestampBounds
+from ingest.forward.topic_rules import NO_RULE, TopicRule
 from ingest.spool.frame import SpooledBody
 from schemas import topics
 from schemas.body import DEFAULT_LIMITS, BodyLimits, decode_body
@@ -66,13 +66,19 @@ class RecordBuilder:
         self.prefix = prefix
         self.dlq = topics.dlq_topic(prefix)
         self.limits = limits
-        #: per topic, the record timestamps it accepts (``ingest.forward.topic_rules``); none known: any
-        self.bounds: dict[str, TimestampBounds] = {}
+        #: per topic, the record timestamps and sizes it accepts (``ingest.forward.topic_rules``);
+        #: none known: anything (Kafka's answer decides)
+        self.rules: dict[str, TopicRule] = {}
         #: what happened to records on their way (``timestamp_replaced``, ``dlq:<reason>``), read and
         #: cleared by the forwarder's reports (``ingest.forward.health.apply_tally``)
         self.tally: Counter[str] = Counter()
         self._validator = validator
         self._topic_cache: dict[str, str] = {}
+
+    def batch_bytes(self, topic: str) -> int | None:
+        """The largest batch to build for ``topic`` (below its ``max.message.bytes``), None: the producer's."""
+        rule = self.rules.get(topic)
+        return None if rule is None else rule.batch_bytes()
 
     def topic(self, env: Envelope) -> str:
         t = self._topic_cache.get(env.type)
@@ -92,17 +98,23 @@ class RecordBuilder:
             topic = self.dlq
             self.tally["dlq:schema_invalid"] += 1
         rec = KafkaRecord(topic, topics.key_for(env), headers, env.created_at_ms, env.received_at_ms, env.to_json())
-        if self.bounds:
-            rec = self.fit_timestamp(rec, now_ms)
+        if self.rules:
+            rec = self.fit(rec, now_ms)
         return rec, errors or None
 
     # ---- what Kafka would refuse ------------------------------------------------------------------
-    def fit_timestamp(self, rec: KafkaRecord, now_ms: int | None = None) -> KafkaRecord:
-        """``rec`` stamped with its receive time if its topic would refuse its own timestamp."""
-        bounds = self.bounds.get(rec.topic)
-        if bounds is None or rec.timestamp_ms == rec.received_at_ms:
+    def fit(self, rec: KafkaRecord, now_ms: int | None = None) -> KafkaRecord:
+        """``rec`` as its topic will take it: stamped with its receive time if the topic would refuse
+        its own timestamp; dead-lettered if it is larger than the topic takes."""
+        rule = self.rules.get(rec.topic, NO_RULE)
+        limit = rule.max_message_bytes
+        if limit is not None and _too_large(rec, limit):
+            self.tally["dlq:kafka_refused"] += 1
+            return self.dead_letter(rec, f"the record ({len(rec.value)} bytes) is larger than {rec.topic} takes "
+                                    f"(max.message.bytes {limit})", "RecordTooLarge")
+        if rec.timestamp_ms == rec.received_at_ms:
             return rec
-        if not bounds.refuses(rec.timestamp_ms, now_ms if now_ms is not None else int(time.time() * 1000)):
+        if not rule.bounds.refuses(rec.timestamp_ms, now_ms if now_ms is not None else int(time.time() * 1000)):
             return rec
         self.tally["timestamp_replaced"] += 1
         return with_received_time(rec)
@@ -111,7 +123,11 @@ class RecordBuilder:
         """The DLQ record for a record Kafka refused for good (same key, value and headers)."""
         headers = dlq_headers(rec.headers, reason=reason, error_type=error_type, worker=WORKER,
                               source_topic=rec.topic if rec.topic != self.dlq else None)
-        return self.fit_timestamp(KafkaRecord(self.dlq, rec.key, headers, rec.timestamp_ms, rec.received_at_ms, rec.value))
+        dead = KafkaRecord(self.dlq, rec.key, headers, rec.timestamp_ms, rec.received_at_ms, rec.value)
+        rule = self.rules.get(self.dlq, NO_RULE)
+        if rule.bounds.refuses(dead.timestamp_ms, int(time.time() * 1000)):
+            return with_received_time(dead)
+        return dead
 
     def raw_dead_letter(self, raw: SpooledBody, reason: str, error_type: str, **extra: str) -> KafkaRecord:
         headers = dlq_headers([], reason=reason, error_type=error_type, worker=WORKER)
@@ -141,7 +157,7 @@ class RecordBuilder:
         except Exception:
             return self.expand_each(raw, counts)
         out: list[KafkaRecord] = []
-        now_ms = int(time.time() * 1000) if self.bounds else None
+        now_ms = int(time.time() * 1000) if self.rules else None
         try:
             for env in envs:
                 rec, errors = self.record(env, now_ms)
@@ -188,6 +204,17 @@ class RecordBuilder:
             return self.raw_dead_letter(raw, reason, error_type, dlq_body_item=str(index))
         rec = self.raw_dead_letter(raw, reason, error_type)
         return rec._replace(value=value)
+
+
+def _too_large(rec: KafkaRecord, limit: int) -> bool:
+    """Larger than ``limit`` even compressed (the broker checks the compressed batch); the
+    compression is only tried for a record over the limit as it is."""
+    size = len(rec.value) + len(rec.key) + sum(len(k) + len(v) + 4 for k, v in rec.headers) + 128
+    if size <= limit:
+        return False
+    import cramjam
+
+    return len(cramjam.lz4.compress(rec.value)) + size - len(rec.value) > limit
 
 
 def with_received_time(rec: KafkaRecord) -> KafkaRecord:

@@ -78,29 +78,48 @@ class Delivery:
     async def deliver(self, records: list[KafkaRecord], stop: asyncio.Event) -> None:
         """Make every record of ``records`` (in order; none acknowledged yet) land in Kafka: its topic,
         its topic with the receive time as timestamp, or the DLQ. Retries what the cluster refuses
-        for reasons of its own until ``stop`` is set (then raises ``StoppedError``)."""
-        pending = records
-        while pending:
-            self.renew()
-            try:
-                producer = await self.producer()
-                parts = await submit(producer, pending, PartitionGate())
-                await wait_done([p.future for p in parts], stop)
-                results = outcomes(parts, len(pending))
-            except StoppedError:
-                raise
-            except Exception as exc:  # the producer could not even start: the first record waits
-                results = [exc] * len(pending)
-            failed = [(r, e) for r, e in zip(pending, results, strict=True) if e is not None]
+        for reasons of its own until ``stop`` is set (then raises ``StoppedError``).
+
+        Kafka refuses a whole batch for one bad record, and does not say which: the refused records
+        are split in halves, each sent on its own (the first half first), until the bad record is
+        alone — a few rounds per bad record, not one per record. A refusal that is the cluster's
+        (not the records') is not split: the first record waits for it, then the rest follow."""
+        groups = [records]
+        while groups:
+            group = groups.pop(0)
+            failed = await self._send_group(group, stop)
             if not failed:
-                return
+                continue
             self.renew()
-            await self._settle(failed[0][0], stop)
-            pending = [r for r, _ in failed[1:]]
+            first = failed[0][1]
+            if len(failed) == 1 or classify(first) in (Disposition.RETRY, Disposition.PRODUCER):
+                await self._settle(failed[0][0], stop)
+                rest = [r for r, _ in failed[1:]]
+                if rest:
+                    groups.insert(0, rest)
+                continue
+            half = len(failed) // 2
+            groups[0:0] = [[r for r, _ in failed[:half]], [r for r, _ in failed[half:]]]
+
+    async def _send_group(self, group: list[KafkaRecord], stop: asyncio.Event) -> list[tuple[KafkaRecord, BaseException]]:
+        """Send ``group`` (behind a fresh gate: nothing overtakes a refused batch); the records Kafka
+        did not take, in order, with why."""
+        self.renew()
+        try:
+            producer = await self.producer()
+            parts = await submit(producer, group, PartitionGate(), self.builder.batch_bytes)
+            await wait_done([p.future for p in parts], stop)
+            results = outcomes(parts, len(group))
+        except StoppedError:
+            raise
+        except Exception as exc:  # the producer could not even start: the first record waits
+            results = [exc] * len(group)
+        return [(r, e) for r, e in zip(group, results, strict=True) if e is not None]
 
     async def _settle(self, rec: KafkaRecord, stop: asyncio.Event) -> None:
         """Send ``rec`` alone until Kafka took it (maybe changed: received-time stamp, or DLQ)."""
         backoff = Backoff(0.1, self.max_backoff_s)
+        producer_retries = 0
         while True:
             if stop.is_set():
                 raise StoppedError
@@ -123,7 +142,10 @@ class Delivery:
                 self.builder.tally["dlq:kafka_refused"] += 1
                 rec = self.builder.dead_letter(rec, f"kafka refused the record: {describe(exc)}", type(exc).__name__)
                 continue
-            if kind is Disposition.PRODUCER:
+            if kind is Disposition.PRODUCER and producer_retries < 3:
+                producer_retries += 1
+                log.warning("producer state refused; sending again with a new producer",
+                            extra={"topic": rec.topic, "error": describe(exc)})
                 continue  # a new producer, then the same record again
             # the cluster's problem (or an unclassified refusal): keep it, in order, and say so
             if self._on_error is not None:

@@ -35,7 +35,7 @@ from ingest.forward.health import (
 )
 from ingest.forward.publisher import Part, PartitionGate, ProducerFactory, outcomes, submit
 from ingest.forward.refusals import describe
-from ingest.forward.topic_rules import load_timestamp_bounds
+from ingest.forward.topic_rules import load_topic_rules
 from ingest.records import KafkaRecord, RecordBuilder, TypeCounts
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
@@ -96,14 +96,14 @@ def expand_raw(records: list[SpooledBody], builder: RecordBuilder, counts: TypeC
 
 
 def producer_factory(settings: IngestSettings, builder: RecordBuilder | None = None) -> ProducerFactory:
-    """Topics ensured (and, with ``builder``, their timestamp bounds read), then the forwarder's
+    """Topics ensured (and, with ``builder``, what each accepts read: ``topic_rules``), then the forwarder's
     producer started (retried by the caller on failure)."""
 
     async def start() -> AIOKafkaProducer:
         names = topics.all_topics(settings.topic_prefix)
         await kafka_clients.ensure_topics(settings, names)
         if builder is not None:
-            builder.bounds = await load_timestamp_bounds(settings, names)
+            builder.rules = await load_topic_rules(settings, names)
         producer = kafka_clients.make_producer(
             settings, role="forwarder", request_timeout_ms=int(settings.broker_timeout_s * 1000)
         )
@@ -223,13 +223,19 @@ class Forwarder:
                     self.spool.committed.clear()
                     records, end = self.spool.read(pos, max_records=1 if careful else self.batch_events)
                     if records or end != pos:
+                        try:  # first: starting the producer reads what each topic accepts (topic_rules)
+                            producer = await self.delivery.producer()
+                        except Exception as exc:  # Kafka not there (yet): the chunk waits, nothing is lost
+                            self._mark_down(exc)
+                            await pause(backoff.next(), self._stop)
+                            continue
                         counts: TypeCounts = {}
                         ready = (records, end, expand_raw(records, self.builder, counts), counts, time.monotonic())
                 if ready is not None:
                     records, end, out, counts, started = ready
                     try:
                         producer = await self.delivery.producer()
-                    except Exception as exc:  # Kafka not there (yet): the chunk waits, nothing is lost
+                    except Exception as exc:  # Kafka gone meanwhile: the chunk waits, nothing is lost
                         self._mark_down(exc)
                         await pause(backoff.next(), self._stop)
                         continue
@@ -237,7 +243,7 @@ class Forwarder:
                     if producer is not self._gate_producer:  # the broker knows nothing of a new producer
                         self._gate.clear()
                         self._gate_producer = producer
-                    parts = await submit(producer, out, self._gate) if out else []
+                    parts = await submit(producer, out, self._gate, self.builder.batch_bytes) if out else []
                     inflight.append(_Chunk(end, len(records), out, counts,
                                            records[0].spooled_at_ms if records else None, parts, started))
                     pos, ready = end, None

@@ -5,9 +5,10 @@ covers (one record, or one partition batch). A record that could not even be han
 part that has already failed. So after a failure the forwarder re-sends exactly the records Kafka
 did not take — never one it already acknowledged.
 
-The batch path uses aiokafka's batch API and two of its private members (``_partition``,
-``client._wait_on_metadata``), the same calls ``send()`` makes; tested with the aiokafka range
-pinned in pyproject.toml.
+The batch path uses aiokafka's batch API and a few of its private members (``_partition``,
+``client._wait_on_metadata``: the calls ``send()`` makes; ``_message_accumulator``'s batch size and
+compression, to build a smaller ``BatchBuilder`` for a topic that takes less); tested with the
+aiokafka range pinned in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -94,8 +95,14 @@ class PartitionGate:
         self._warm.clear()
 
 
+BatchBytes = Callable[[str], int | None]
+
+
 async def submit(
-    producer: AIOKafkaProducer, records: list[KafkaRecord], gate: PartitionGate | None = None
+    producer: AIOKafkaProducer,
+    records: list[KafkaRecord],
+    gate: PartitionGate | None = None,
+    batch_bytes: BatchBytes | None = None,
 ) -> list[Part]:
     """Hand every record to the producer, in order; returns without waiting for acknowledgements,
     so the caller can prepare the next chunk while this one is in flight; submitting chunks one
@@ -107,11 +114,12 @@ async def submit(
     ``send()`` would pick, so keys land on the same partitions in the same order; it saves
     ``send()``'s per-record work. With a ``gate``, a builder is submitted only once the partition's
     previous batch (of this chunk or an earlier one) was acknowledged (``PartitionGate``).
+    ``batch_bytes(topic)`` caps a topic's batches below what it takes (``max.message.bytes``).
     """
     if gate is None and len(records) < BATCH_MIN_RECORDS:
         return await _submit_each(producer, records)
     try:
-        builders = await _build(producer, records)
+        builders = await _build(producer, records, batch_bytes)
     except Exception as exc:  # metadata for a topic not available: nothing was handed over
         return [Part(_failed(exc), list(range(len(records))))]
     if gate is not None:
@@ -255,11 +263,12 @@ async def _submit_each(producer: AIOKafkaProducer, records: list[KafkaRecord]) -
 
 
 async def _build(
-    producer: AIOKafkaProducer, records: list[KafkaRecord]
+    producer: AIOKafkaProducer, records: list[KafkaRecord], batch_bytes: BatchBytes | None = None
 ) -> dict[tuple[str, int], list[tuple[BatchBuilder, list[int]]]]:
     partition_of = producer._partition  # the exact rule send() applies
     cache_keys = isinstance(producer._partitioner, DefaultPartitioner)  # deterministic per key
     known: dict[str, dict[bytes, int]] = {}
+    sizes: dict[str, int | None] = {}
     builders: dict[tuple[str, int], list[tuple[BatchBuilder, list[int]]]] = {}
     for i, r in enumerate(records):
         topic, key = r.topic, r.key
@@ -267,6 +276,7 @@ async def _build(
         if by_key is None:
             await producer.client._wait_on_metadata(topic)  # as send() does before partitioning
             by_key = known[topic] = {}
+            sizes[topic] = batch_bytes(topic) if batch_bytes is not None else None
         partition = by_key.get(key)
         if partition is None:
             partition = partition_of(topic, None, key, r.value, key, r.value)
@@ -274,14 +284,22 @@ async def _build(
                 by_key[key] = partition
         chain = builders.get((topic, partition))
         if chain is None:
-            chain = builders[(topic, partition)] = [(producer.create_batch(), [])]
+            chain = builders[(topic, partition)] = [(_new_builder(producer, sizes[topic]), [])]
         builder, indices = chain[-1]
         if builder.append(timestamp=r.timestamp_ms, key=key, value=r.value, headers=r.headers) is None:
-            builder, indices = producer.create_batch(), []  # full: the first record always fits a new builder
+            builder, indices = _new_builder(producer, sizes[topic]), []  # the first record always fits
             chain.append((builder, indices))
             builder.append(timestamp=r.timestamp_ms, key=key, value=r.value, headers=r.headers)
         indices.append(i)
     return builders
+
+
+def _new_builder(producer: AIOKafkaProducer, size: int | None) -> BatchBuilder:
+    """A batch builder of the producer's size, or smaller when the topic takes less."""
+    acc = producer._message_accumulator
+    if size is None or size >= acc._batch_size:
+        return producer.create_batch()
+    return BatchBuilder(size, acc._compression_type, is_transactional=False)
 
 
 def outcomes(parts: list[Part], count: int) -> list[BaseException | None]:

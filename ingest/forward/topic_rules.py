@@ -1,4 +1,5 @@
-"""What each topic accepts as a record timestamp, read from the cluster when the forwarder starts.
+"""What each topic accepts — record timestamps and record size — read from the cluster when the
+forwarder starts.
 
 Records carry the event's ``created_at`` (the car's clock) as their timestamp. Topics tpipe creates
 accept any time (``plumbing.kafka_clients.TIMESTAMP_CONFIGS``); a topic created otherwise may bound it
@@ -6,6 +7,10 @@ accept any time (``plumbing.kafka_clients.TIMESTAMP_CONFIGS``); a topic created 
 forwarder stamps such a record with its ``received_at`` instead (header ``timestamp_source``)
 before Kafka refuses it, so one car with a wrong clock never costs a refused batch. A refusal the
 bounds did not foresee (a config changed since) is handled the same way after the fact.
+
+Likewise ``max.message.bytes``: batches for a topic are cut below it (a topic created with a small
+limit would otherwise refuse every batch of many small records), and a single record that cannot
+fit goes to the DLQ before Kafka is asked.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ log = logging.getLogger("tpipe.forwarder")
 _AFTER = "message.timestamp.after.max.ms"
 _BEFORE = "message.timestamp.before.max.ms"
 _TYPE = "message.timestamp.type"
+_MAX_BYTES = "max.message.bytes"
 _NO_BOUND = 2**63 - 1
 
 
@@ -45,6 +51,25 @@ class TimestampBounds:
 
 ANY_TIME = TimestampBounds()
 
+#: room for the record batch header and the producer's own framing below ``max.message.bytes``
+BATCH_OVERHEAD = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRule:
+    """What one topic accepts (None: not known, then nothing is checked before Kafka answers)."""
+
+    bounds: TimestampBounds = ANY_TIME
+    max_message_bytes: int | None = None
+
+    def batch_bytes(self) -> int | None:
+        """The largest batch (uncompressed, conservatively) to build for this topic."""
+        m = self.max_message_bytes
+        return None if m is None else max(1024, m - BATCH_OVERHEAD)
+
+
+NO_RULE = TopicRule()
+
 
 def _bound(value: Any) -> int | None:
     try:
@@ -60,14 +85,19 @@ def bounds_from_configs(configs: dict[str, str]) -> TimestampBounds:
     return TimestampBounds(_bound(configs.get(_AFTER)), _bound(configs.get(_BEFORE)))
 
 
-async def load_timestamp_bounds(settings: KafkaSettings, topics: list[str]) -> dict[str, TimestampBounds]:
-    """Each topic's bounds; a topic that cannot be described (ACLs, old broker) gets none, and the
+def rule_from_configs(configs: dict[str, str]) -> TopicRule:
+    size = configs.get(_MAX_BYTES)
+    return TopicRule(bounds_from_configs(configs), int(size) if size and size.isdigit() else None)
+
+
+async def load_topic_rules(settings: KafkaSettings, topics: list[str]) -> dict[str, TopicRule]:
+    """Each topic's rule; a topic that cannot be described (ACLs, old broker) gets none, and the
     forwarder falls back to handling a refusal when it comes."""
     admin = kafka_clients.make_admin(settings)
-    out: dict[str, TimestampBounds] = {}
+    out: dict[str, TopicRule] = {}
     try:
         await admin.start()
-        resources = [ConfigResource(ConfigResourceType.TOPIC, t, {_AFTER: None, _BEFORE: None, _TYPE: None})
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t, {_AFTER: None, _BEFORE: None, _TYPE: None, _MAX_BYTES: None})
                      for t in topics]
         for response in await admin.describe_configs(resources):
             for res in response.resources:
@@ -75,13 +105,13 @@ async def load_timestamp_bounds(settings: KafkaSettings, topics: list[str]) -> d
                 if error_code:
                     continue
                 configs = {e[0]: e[1] for e in entries if e[1] is not None}
-                out[name] = bounds_from_configs(configs)
+                out[name] = rule_from_configs(configs)
     except Exception as exc:  # never fatal: the refusal path covers what we could not read
-        log.warning("could not read the topics' timestamp bounds", extra={"error": f"{type(exc).__name__}: {exc}"})
+        log.warning("could not read the topics' configs", extra={"error": f"{type(exc).__name__}: {exc}"})
     finally:
         await admin.close()
-    bounded = {t: b for t, b in out.items() if b != ANY_TIME}
+    bounded = {t: r.bounds for t, r in out.items() if r.bounds != ANY_TIME}
     if bounded:
-        log.info("topics bound record timestamps; out-of-bound events get their receive time",
-                 extra={"topics": {t: [b.before_max_ms, b.after_max_ms] for t, b in bounded.items()}})
+        log.debug("topics bound record timestamps; out-of-bound events get their receive time",
+                  extra={"topics": {t: [b.before_max_ms, b.after_max_ms] for t, b in bounded.items()}})
     return out

@@ -133,10 +133,10 @@ def test_an_exception_from_one_events_validation_does_not_take_its_neighbours() 
 
 
 def test_an_event_its_topic_would_refuse_for_its_time_gets_its_receive_time() -> None:
-    from ingest.forward.topic_rules import TimestampBounds
+    from ingest.forward.topic_rules import TimestampBounds, TopicRule
 
     builder = RecordBuilder("t", None)
-    builder.bounds = {"t.data": TimestampBounds(after_max_ms=3_600_000)}
+    builder.rules = {"t.data": TopicRule(TimestampBounds(after_max_ms=3_600_000))}
     now = 1_764_000_000_000
     future = {"vin": "V", "createdAt": "2026-01-01T00:00:00Z", "data": {"A": 1}}  # ~38 days after `now`
     ok = {"vin": "V", "createdAt": "2025-11-24T16:00:00Z", "data": {"A": 2}}

@@ -176,12 +176,41 @@ async def test_a_record_too_large_for_its_topic_goes_to_the_dlq_and_its_neighbou
         assert [Envelope.from_json(r.value).payload["data"]["Seq"] for r in recs] == [1, 3, 4]
         (dead,) = await read_until_quiet(settings, f"{topic_prefix}.dlq", min_count=1)
         h = dict(dead.headers)
-        assert h[DLQ_ERROR_TYPE] in (b"MessageSizeTooLargeError", b"RecordListTooLargeError")
-        assert h[DLQ_SOURCE_TOPIC] == topic.encode() and b"kafka refused" in h[DLQ_ERROR]
+        assert h[DLQ_ERROR_TYPE] == b"RecordTooLarge", "known from the topic's config before Kafka is asked"
+        assert h[DLQ_SOURCE_TOPIC] == topic.encode() and b"max.message.bytes 20000" in h[DLQ_ERROR]
         assert Envelope.from_json(dead.value).payload["data"]["Blob"] == big
         assert _metric(rx, "tpipe_forward_dead_letters_total", 'reason="kafka_refused"') == 1
         _figures("record_too_large", status=r.status_code, ended_in=f"{topic_prefix}.dlq",
                  reason=h[DLQ_ERROR].decode()[:80], next_event_s=took)
+    finally:
+        rx.terminate()
+
+
+async def test_a_size_limit_set_after_start_is_found_by_halving_the_refused_batch(
+    kafka_bootstrap: str, tmp_path: Path, topic_prefix: str
+) -> None:
+    """The forwarder read the topic's size limit at start; an operator then lowers it. Kafka refuses
+    the batch holding the large event without saying which record: the refused records are halved
+    until the large one is alone (the DLQ), the others land once each, in order."""
+    settings = broker_settings(kafka_bootstrap, topic_prefix)
+    topic = f"{topic_prefix}.data"
+    rx = new_receiver(tmp_path, kafka_bootstrap, topic_prefix).start()
+    try:
+        vin = "VLARGE00000000002"
+        assert _post(rx, _event(vin, 0)).status_code == 202
+        await read_all(settings, topic, expected_count=1)
+        await alter_topic(settings, topic, {"max.message.bytes": "20000"})
+        big = os.urandom(40_000).hex()
+        body = [_event(vin, i) for i in range(1, 40)] + [_event(vin, 40, Blob=big)] + [_event(vin, i) for i in range(41, 60)]
+        assert _post(rx, body).status_code == 202
+        took = await _next_event_s(rx, settings, topic, vin, 60)
+        recs = await read_until_quiet(settings, topic, min_count=60)
+        seqs = [Envelope.from_json(r.value).payload["data"]["Seq"] for r in recs]
+        assert seqs == [s for s in range(61) if s != 40], "once each, in order"
+        (dead,) = await read_until_quiet(settings, f"{topic_prefix}.dlq", min_count=1)
+        assert dict(dead.headers)[DLQ_ERROR_TYPE] in (b"MessageSizeTooLargeError", b"RecordListTooLargeError")
+        assert Envelope.from_json(dead.value).payload["data"]["Seq"] == 40
+        _figures("record_too_large_limit_changed", status=202, ended_in=f"{topic_prefix}.dlq", next_event_s=took)
     finally:
         rx.terminate()
 
