@@ -10,7 +10,6 @@ clients, built by ``plumbing.kafka_clients``, produce and consume over both.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import ssl
 import subprocess
@@ -33,22 +32,14 @@ from plumbing.kafka_clients import common_config, make_consumer, make_producer
 from plumbing.settings import KafkaSettings, SaslMechanism
 from schemas.envelope import Envelope
 from schemas.topics import notifications_topic, topic_for
-from tests.consumers.credits.test_credits_worker import START, envelopes, produce_envelopes, wait_until
-from tests.support.kafka_broker import read_all, read_until_quiet
-from tests.support.paths import REPO as REPO_ROOT
-from tests.support.processes import event_body
+from tests.support.events import envelopes
+from tests.support.kafka_broker import produce_envelopes, read_all, read_until_quiet
+from tests.support.processes import event_body, tpipe_env, wait_healthy
 from tests.support.receiver_harness import events_of
-from tests.support.samples.credits import credit_events
+from tests.support.samples.credits import START, credit_events
+from tests.support.waiting import wait_until
 
-REPO = REPO_ROOT
 WEBHOOK_TOKEN = "tp_e2e-webhook-token-7c41d0a9"
-
-
-def base_env() -> dict[str, str]:
-    """The test's environment without any TPIPE_* variable (only what a test sets applies)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
 
 
 def sasl_env(broker: LocalBroker, mechanism: SaslMechanism, prefix: str, password: str | None = None) -> dict[str, str]:
@@ -73,7 +64,7 @@ class Proc:
         self.out_path, self.err_path = tmp / f"{name}.stdout", tmp / f"{name}.stderr"
         self._out, self._err = open(self.out_path, "ab"), open(self.err_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "tpipe.cli", *argv], stdout=self._out,
-                                     stderr=self._err, env={**base_env(), **env}, cwd=tmp)
+                                     stderr=self._err, env=tpipe_env(**env), cwd=tmp)
 
     def output(self) -> str:
         return self.out_path.read_text(errors="replace") + self.err_path.read_text(errors="replace")
@@ -112,16 +103,8 @@ class Receiver(Proc):
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
 
     def wait_ready(self, timeout: float = 60) -> Receiver:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # readiness poll interval
-        pytest.fail(f"receiver not ready in {timeout}s:\n{self.output()[-4000:]}")
+        wait_healthy(f"http://127.0.0.1:{self.port}/healthz", self.proc, lambda: self.output()[-4000:], timeout)
+        return self
 
     def post_events(self, n: int, worker: int = 7) -> list[dict[str, str]]:
         accepted: list[dict[str, str]] = []
@@ -260,7 +243,7 @@ async def test_credits_worker_process_consumes_and_notifies_over_scram256(
             return False
 
     try:
-        await wait_until(done, timeout=90, what="the credits worker to fill the ledger over SASL")
+        await wait_until(done, "the credits worker to fill the ledger over SASL", timeout=90, in_thread=True)
     finally:
         rc = worker.terminate()
     assert rc == 0, worker.output()[-3000:]

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,26 +21,17 @@ from consumers.lake.snapshots import stored_offsets
 from consumers.lake.tables import load_tables, open_catalog
 from consumers.lake.worker import TelemetryWorker
 from consumers.runtime import header_map
+from localbroker import free_port
 from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope
 from schemas.event_types import EventType, SourceFormat
 from schemas.topics import dlq_topic, topic_for
-from tests.consumers.runtime.test_runtime import (
-    BASE_MS,
-    Running,
-    committed_offsets,
-    data_event,
-    end_offsets,
-    event,
-    iso,
-    produce_envelopes,
-    produce_raw,
-    state_event,
-    wait_for,
-    worker_settings,
-)
-from tests.support.kafka_broker import read_all
+from tests.support.events import BASE_MS, data_event, event, iso, state_event
+from tests.support.kafka_broker import committed_offsets, end_offsets, produce, produce_envelopes, read_all
 from tests.support.paths import REPO as REPO_ROOT
+from tests.support.processes import tpipe_env
+from tests.support.waiting import wait_until
+from tests.support.workers import RunningWorker, worker_settings
 
 pytestmark = pytest.mark.kafka
 REPO = REPO_ROOT
@@ -114,10 +104,7 @@ async def rows_reach(s: LakeCatalogSettings, want: dict[str, int], timeout: floa
         counts = raw_counts(s)
         return all(counts.get(k, (0, 0))[0] >= v for k, v in want.items())
 
-    async def acheck() -> bool:
-        return await asyncio.to_thread(check)
-
-    await wait_for(acheck, timeout=timeout, interval=0.3, what=f"lake rows {want}")
+    await wait_until(check, f"lake rows {want}", timeout=timeout, interval=0.3, in_thread=True)
 
 
 async def caught_up(w: TelemetryWorker, s: LakeSettings, timeout: float = 60.0) -> None:
@@ -132,7 +119,7 @@ async def caught_up(w: TelemetryWorker, s: LakeSettings, timeout: float = 60.0) 
             durable.update(sk.durable)
         return all(durable.get(tp) == o for tp, o in ends.items())
 
-    await wait_for(done, timeout=timeout, what="the lake caught up with the topics")
+    await wait_until(done, timeout=timeout, what="the lake caught up with the topics")
 
 
 async def assert_offsets_stored(s: LakeSettings) -> None:
@@ -155,7 +142,7 @@ async def test_known_stream_lands_as_exactly_the_expected_rows(kafka_settings: K
     s = lake_settings(kafka_settings, tmp_path)
     envs = drive_stream(60)
     await produce_envelopes(s, envs)
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     want = expected_counts(envs)
     await rows_reach(s, want)
     await r.stop()
@@ -192,7 +179,7 @@ async def test_string_and_null_values_are_coerced(kafka_settings: KafkaSettings,
         "Location": {"latitude": "30.5", "longitude": "-97.25"}, "DoorState": {"DriverFront": False},
     })
     await produce_envelopes(s, [env])
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, {"telemetry": 9})
     await r.stop()
     _, rows = run_sql(connect(s), "SELECT field, value_double, value_long, value_bool, value_string, latitude, "
@@ -217,7 +204,7 @@ async def test_duplicate_event_ids_yield_one_set_of_rows(kafka_settings: KafkaSe
     # twice within one batch
     await produce_envelopes(s, [*envs, dup_data, dup_state])
     w = TelemetryWorker(s)
-    r = Running(w, s)
+    r = RunningWorker(w, s).start()
     want = expected_counts(envs)
     await rows_reach(s, want)
     # again after the originals are committed (dedup against the table, same process)
@@ -227,7 +214,7 @@ async def test_duplicate_event_ids_yield_one_set_of_rows(kafka_settings: KafkaSe
     # and again after a restart (dedup against the table loaded from disk)
     await produce_envelopes(s, [dup_data, dup_state, *drive_stream(1, start=20)])
     w = TelemetryWorker(s)
-    r = Running(w, s)
+    r = RunningWorker(w, s).start()
     await caught_up(w, s)
     await r.stop()
     want["telemetry"] += 5
@@ -243,7 +230,7 @@ async def test_read_side_dedupes_rows_that_reached_the_table_twice(kafka_setting
     s = lake_settings(kafka_settings, tmp_path)
     env = data_event(VINS[1], BASE_MS, {"Odometer": 5.0, "Soc": 50.0})
     await produce_envelopes(s, [env])
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, {"telemetry": 2})
     await r.stop()
     tbl = load_tables(open_catalog(s), s.namespace)["telemetry"]
@@ -265,9 +252,9 @@ async def test_poison_records_go_to_the_dlq_and_the_worker_continues(kafka_setti
     before = data_event(VINS[0], BASE_MS + 1, {"Soc": 1.0})
     after = data_event(VINS[0], BASE_MS + 2, {"Soc": 2.0})
     await produce_envelopes(s, [before])
-    await produce_raw(s, data_topic, [(VINS[0].encode(), b"{not json")])
+    await produce(s, data_topic, [(VINS[0].encode(), b"{not json")])
     await produce_envelopes(s, [bad, after])
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, {"telemetry": 2})
     dlq = await read_all(s, dlq_topic(s.topic_prefix), expected_count=2)
     await r.stop()
@@ -284,10 +271,10 @@ async def test_rebalance_two_workers_one_group_one_lake(kafka_settings: KafkaSet
     s = lake_settings(kafka_settings, tmp_path)
     first = drive_stream(60)
     await produce_envelopes(s, first)
-    ra = Running(TelemetryWorker(s), s)
+    ra = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, expected_counts(first))
-    rb = Running(TelemetryWorker(s), s)
-    await wait_for(lambda: ra.runtime.assignment and rb.runtime.assignment, timeout=60,
+    rb = RunningWorker(TelemetryWorker(s), s).start()
+    await wait_until(lambda: ra.runtime.assignment and rb.runtime.assignment, timeout=60,
                    what="both workers own partitions")
     second = drive_stream(60, start=60)
     await produce_envelopes(s, second)
@@ -423,7 +410,7 @@ async def test_cli_latest_and_sql(kafka_settings: KafkaSettings, tmp_path: Path,
         state_event(VINS[2], BASE_MS + 2000, "online"),
     ]
     await produce_envelopes(s, envs)
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, {"telemetry": 3, "vehicle_state": 1})
     await r.stop()
     flags = ["--catalog-uri", s.catalog_uri, "--warehouse", s.warehouse]
@@ -439,12 +426,6 @@ async def test_cli_latest_and_sql(kafka_settings: KafkaSettings, tmp_path: Path,
 
 
 # --- real processes -------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _spawn(s: LakeSettings, *extra: str) -> subprocess.Popen[bytes]:
     args = [
         sys.executable, "-m", "tpipe.cli", "consume", "telemetry", "--kafka", s.kafka, "--topic-prefix", s.topic_prefix,
@@ -453,7 +434,7 @@ def _spawn(s: LakeSettings, *extra: str) -> subprocess.Popen[bytes]:
         "--commit-rows", str(s.commit_rows), "--commit-interval-s", str(s.commit_interval_s),
         "--metrics-port", str(s.metrics_port), *extra,
     ]
-    env = {**os.environ, "TPIPE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
+    env = tpipe_env(TPIPE_LOG_LEVEL="WARNING")
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -473,14 +454,10 @@ async def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     await produce_envelopes(s, envs)
     p = _spawn(s)
     try:
-        def progress() -> int:
-            return raw_counts(s).get("telemetry", (0, 0))[0]
+        def some_rows() -> bool:
+            return 1500 <= raw_counts(s).get("telemetry", (0, 0))[0]
 
-        async def some_rows() -> bool:
-            n = await asyncio.to_thread(progress)
-            return 1500 <= n
-
-        await wait_for(some_rows, timeout=90, interval=0.05, what="a part of the stream in the lake")
+        await wait_until(some_rows, "a part of the stream in the lake", timeout=90, interval=0.05, in_thread=True)
         os.kill(p.pid, signal.SIGKILL)
         p.wait(10)
         at_kill = raw_counts(s)
@@ -504,7 +481,7 @@ async def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
 async def test_sigterm_drains_and_commits(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     import httpx
 
-    port = _free_port()
+    port = free_port()
     # nothing is due by size or time: only the drain can commit
     s = lake_settings(kafka_settings, tmp_path, commit_rows=10**6, commit_interval_s=3600, metrics_port=port)
     envs = drive_stream(50)
@@ -519,7 +496,7 @@ async def test_sigterm_drains_and_commits(kafka_settings: KafkaSettings, tmp_pat
                 return False
             return 'tpipe_worker_records_processed_total{worker="telemetry"} 50.0' in text
 
-        await wait_for(all_handled, timeout=60, interval=0.2, what="50 records handled (metrics)")
+        await wait_until(all_handled, timeout=60, interval=0.2, what="50 records handled (metrics)")
         assert raw_counts(s).get("telemetry", (0, 0))[0] == 0  # still buffered
         p.send_signal(signal.SIGTERM)
         rc = await asyncio.to_thread(p.wait, 60)
