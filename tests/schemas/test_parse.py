@@ -13,7 +13,6 @@ from schemas.times import iso_to_ms
 from tests.support.bodies import RX, RX_ISO, VIN, load, one
 from tests.support.paths import FIXTURES as FIX
 
-
 # --- every fixture: type, id, format, timestamps -----------------------------------------
 
 # (fixture, type, vin, source_format, created_at)
