@@ -24,8 +24,8 @@ from tests.support.edge_harness import (
     request_head,
     serving,
     trickle,
-    until,
 )
+from tests.support.waiting import wait_until
 
 # How late a timeout may cut a connection: the timer fires on the event loop that also runs this test,
 # on a machine shared with other test runs.
@@ -107,7 +107,7 @@ async def test_body_not_complete_in_time_is_cut_and_counted(tmp_path: Path) -> N
         async def counted() -> bool:
             return await srv.metric(requests(400)) - before[requests(400)] == 1
 
-        await until(counted, "the cut request counted as 400")
+        await wait_until(counted, "the cut request counted as 400")
         assert await srv.metric(limited("body_timeout_s")) - before[limited("body_timeout_s")] == 1
         assert await srv.metric(requests(202)) - before[requests(202)] == 1
         assert (await srv.health())["spool"]["pending_events"] == 1, "only the complete body was stored"
@@ -121,7 +121,7 @@ async def test_idle_connections_do_not_keep_webhooks_out(tmp_path: Path) -> None
         for _, writer in idle[::2]:  # half of them began a request and stopped
             writer.write(b"POST /webhook HTTP/1.1\r\nHost: rec")
             await writer.drain()
-        await until(lambda: srv.limits.webhook_connections >= 50, "50 connections open on the server")
+        await wait_until(lambda: srv.limits.webhook_connections >= 50, "50 connections open on the server")
 
         latencies: list[float] = []
         statuses: list[int] = []
@@ -152,7 +152,7 @@ async def test_requests_over_the_in_flight_limit_get_503_with_retry_after(tmp_pa
             reader, writer = await connect(srv.port)
             writer.write(request_head(len(BODY)) + BODY[:10])
             held.append((reader, writer))
-        await until(lambda: srv.app.gate.inflight == 2, "two requests in flight")
+        await wait_until(lambda: srv.app.gate.inflight == 2, "two requests in flight")
 
         async with httpx.AsyncClient(base_url=srv.url, timeout=10) as client:
             r = await client.post("/webhook", content=BODY, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -166,7 +166,7 @@ async def test_requests_over_the_in_flight_limit_get_503_with_retry_after(tmp_pa
                 status, _, _ = await read_response(reader)
                 assert status == 202
                 close(writer)
-            await until(lambda: srv.app.gate.inflight == 0, "the held requests answered")
+            await wait_until(lambda: srv.app.gate.inflight == 0, "the held requests answered")
             r = await client.post("/webhook", content=BODY, headers={"Authorization": f"Bearer {TOKEN}"})
             assert r.status_code == 202
 
@@ -181,7 +181,7 @@ async def test_connections_over_the_cap_get_503_and_are_closed_but_the_ops_port_
     async with serving(tmp_path, max_connections=3, header_timeout_s=60.0, ops_port=free_port()) as srv:
         before = await srv.metric(limited("max_connections"))
         idle = [await connect(srv.port) for _ in range(3)]
-        await until(lambda: srv.limits.webhook_connections == 3, "three connections open")
+        await wait_until(lambda: srv.limits.webhook_connections == 3, "three connections open")
 
         reader, writer = await connect(srv.port)
         status, headers, body = await read_response(reader)
@@ -194,7 +194,7 @@ async def test_connections_over_the_cap_get_503_and_are_closed_but_the_ops_port_
         async with httpx.AsyncClient(timeout=10) as client:
             assert (await client.get(srv.ops_url + "/readyz")).status_code == 200, "probes get through"
             close(idle.pop()[1])
-            await until(lambda: srv.limits.webhook_connections == 2, "a connection freed")
+            await wait_until(lambda: srv.limits.webhook_connections == 2, "a connection freed")
             r = await client.post(srv.url + "/webhook", content=BODY, headers={"Authorization": f"Bearer {TOKEN}"})
             assert r.status_code == 202
         assert await srv.metric(limited("max_connections")) - before == 1
@@ -246,7 +246,7 @@ async def test_upgrade_requests_are_plain_http_and_free_their_connection_slot(tm
             status, _, body = await read_response(reader)
             assert status == 200 and b'"status":"ok"' in body
             close(writer)
-            await until(lambda: srv.limits.webhook_connections == 0, "the connection slot given back")
+            await wait_until(lambda: srv.limits.webhook_connections == 0, "the connection slot given back")
         reader, writer = await connect(srv.port)
         writer.write(request_head(len(BODY)) + BODY)
         status, _, _ = await read_response(reader)

@@ -9,7 +9,6 @@ next event took).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -23,6 +22,7 @@ import pytest
 from plumbing.kafka_clients import ensure_topics
 from schemas.dlq import DLQ_ERROR, DLQ_ERROR_TYPE, DLQ_SOURCE_TOPIC
 from schemas.envelope import Envelope
+from tests.support.events import iso
 from tests.support.kafka_broker import (
     TopicTail,
     alter_topic,
@@ -38,27 +38,14 @@ pytestmark = [pytest.mark.kafka]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def _event(vin: str, seq: int, *, created: datetime | None = None, **data: object) -> dict[str, object]:
     created = created or datetime(2025, 6, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=seq)
-    return {"createdAt": _iso(created), "vin": vin, "data": {"Seq": seq, **data}}
+    return {"createdAt": iso(created), "vin": vin, "data": {"Seq": seq, **data}}
 
 
 def _post(rx: ReceiverProcess, body: bytes | object) -> httpx.Response:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     return httpx.post(rx.url + "/webhook", content=content, headers=AUTH, timeout=30)
-
-
-def _metric(rx: ReceiverProcess, name: str, labels: str = "") -> float:
-    text = httpx.get(rx.url + "/metrics", timeout=5).text
-    want = f"{name}{{{labels}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 async def _next_event_s(rx: ReceiverProcess, settings: object, topic: str, vin: str, seq: int) -> float:
@@ -121,7 +108,7 @@ async def test_topic_that_refuses_future_times_gets_the_receive_time_and_a_heade
         assert dict(poison.headers)["timestamp_source"] == b"received_at"
         assert poison.timestamp == envs[1].received_at_ms and envs[1].created_at_ms > poison.timestamp
         assert all("timestamp_source" not in dict(r.headers) for i, r in enumerate(recs) if i != 1)
-        assert _metric(rx, "tpipe_forward_timestamp_replaced_total") == 1
+        assert rx.metric("tpipe_forward_timestamp_replaced_total") == 1
         assert await read_until_quiet(settings, f"{topic_prefix}.dlq", quiet_s=0.5) == []
         _figures("clock_ahead_bounded_topic", status=r.status_code, ended_in=topic,
                  record_timestamp="received_at (header timestamp_source)", next_event_s=took)
@@ -179,7 +166,7 @@ async def test_a_record_too_large_for_its_topic_goes_to_the_dlq_and_its_neighbou
         assert h[DLQ_ERROR_TYPE] == b"RecordTooLarge", "known from the topic's config before Kafka is asked"
         assert h[DLQ_SOURCE_TOPIC] == topic.encode() and b"max.message.bytes 20000" in h[DLQ_ERROR]
         assert Envelope.from_json(dead.value).payload["data"]["Blob"] == big
-        assert _metric(rx, "tpipe_forward_dead_letters_total", 'reason="kafka_refused"') == 1
+        assert rx.metric('tpipe_forward_dead_letters_total{reason="kafka_refused"}') == 1
         _figures("record_too_large", status=r.status_code, ended_in=f"{topic_prefix}.dlq",
                  reason=h[DLQ_ERROR].decode()[:80], next_event_s=took)
     finally:
@@ -235,9 +222,9 @@ async def test_bodies_over_the_limits_are_refused_with_a_reason_and_counted(
         answered = round(time.monotonic() - t, 3)
         assert r.status_code == status, r.text
         assert r.json()["reason"]
-        assert _metric(rx, "tpipe_http_requests_total", f'status="{status}"') == 1
-        assert _metric(rx, "tpipe_bodies_refused_total", f'reason="{reason}"') == 1
-        assert _metric(rx, "tpipe_http_requests_total", 'status="500"') == 0
+        assert rx.metric(f'tpipe_http_requests_total{{status="{status}"}}') == 1
+        assert rx.metric(f'tpipe_bodies_refused_total{{reason="{reason}"}}') == 1
+        assert rx.metric('tpipe_http_requests_total{status="500"}') == 0
         took = await _next_event_s(rx, settings, f"{topic_prefix}.data", "VNEXT000000000001", 1)
         assert rx.health()["spool"]["pending_events"] == 0  # type: ignore[index]
         _figures(name, status=r.status_code, ended_in="refused (nothing stored)", reason=r.json()["reason"],
@@ -286,13 +273,6 @@ async def test_a_spooled_body_the_parser_now_refuses_goes_to_the_dlq_as_received
                  next_event_s=took)
     finally:
         rx.terminate()
-
-
-async def _wait_for(cond: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)  # poll interval
 
 
 async def test_broker_mode_settles_the_same_poisons_on_the_request_path(

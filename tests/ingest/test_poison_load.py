@@ -21,6 +21,7 @@ import pytest
 from schemas.dlq import DLQ_ERROR_TYPE
 from schemas.envelope import Envelope
 from schemas.parse import parse_body
+from tests.support.events import iso
 from tests.support.kafka_broker import broker_settings, create_topic, read_until_quiet
 from tests.support.processes import TOKEN, new_receiver
 
@@ -32,15 +33,11 @@ POISON_EVERY = 100  # 1 %
 KINDS = ("clock_ahead", "too_large", "too_deep", "duplicates", "too_many_events")
 
 
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 BASE = datetime(2025, 6, 1, tzinfo=UTC)
 
 
 def _event(vin: str, seq: int, **extra: object) -> dict[str, object]:
-    return {"createdAt": _iso(BASE + timedelta(milliseconds=seq)), "vin": vin,
+    return {"createdAt": iso(BASE + timedelta(milliseconds=seq)), "vin": vin,
             "data": {"Seq": seq, "BatteryLevel": seq % 100, **extra}}
 
 
@@ -53,7 +50,7 @@ def _body(sender: int, n: int) -> tuple[str, bytes]:
     kind = KINDS[(n // POISON_EVERY + sender) % len(KINDS)]
     if kind == "clock_ahead":
         ev = _event(vin, seq)
-        ev["createdAt"] = _iso(datetime.now(UTC) + timedelta(hours=3, milliseconds=seq))
+        ev["createdAt"] = iso(datetime.now(UTC) + timedelta(hours=3, milliseconds=seq))
         return kind, orjson.dumps(ev)
     if kind == "too_large":
         return kind, orjson.dumps(_event(vin, seq, Blob=os.urandom(40_000).hex()))

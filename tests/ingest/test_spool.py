@@ -17,7 +17,7 @@ from ingest.errors import CorruptFrameError, IncompleteFrameError, SpoolFullErro
 from ingest.spool import frame
 from ingest.spool.files import CURSOR_NAME, Position, list_segments, segment_path
 from ingest.spool.log import Spool
-from tests.support.paths import REPO as REPO_ROOT
+from tests.support.processes import tpipe_env
 
 
 def _frame(i: int, size: int = 200) -> bytes:
@@ -293,12 +293,11 @@ def test_a_spool_dir_the_receiver_does_not_own_opens_and_says_so(tmp_path: Path)
     root.mkdir()
     os.chown(root, 65534, 65534)
     os.chmod(root, 0o2775)
-    repo = REPO_ROOT
     res = subprocess.run(
         ["setpriv", "--bounding-set=-fowner", "--inh-caps=-fowner", sys.executable, "-c", _OPEN_AND_APPEND,
          str(root)],
         capture_output=True, text=True, timeout=60, check=False,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}, "PYTHONPATH": str(repo)},
+        env=tpipe_env(),
     )
     assert res.returncode == 0, res.stderr
     assert "spool permissions could not be tightened (not the owner)" in res.stderr

@@ -9,11 +9,10 @@ forwarded, and skipping would lose the events: the forwarder keeps them, in orde
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,6 +31,7 @@ from tests.support.kafka_broker import (
     read_until_quiet,
 )
 from tests.support.processes import TOKEN, ReceiverProcess, new_receiver
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.fault]
 
@@ -42,24 +42,9 @@ def _body(vin: str, seq: int) -> bytes:
     return orjson.dumps({"createdAt": f"2025-06-01T12:00:{seq:02d}.000Z", "vin": vin, "data": {"Seq": seq}})
 
 
-def _metric(rx: ReceiverProcess, name: str) -> float:
-    for line in httpx.get(rx.url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
-
-
 def _ready(rx: ReceiverProcess) -> tuple[int, dict[str, object]]:
     r = httpx.get(rx.url + "/readyz", timeout=5)
     return r.status_code, r.json()
-
-
-async def _until(cond: Callable[[], bool], timeout: float = 60.0) -> float:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "condition not met in time"
-        await asyncio.sleep(0.1)  # poll interval
-    return round(time.monotonic() - t0, 3)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +75,9 @@ async def test_a_refusal_kafka_keeps_making_marks_the_receiver_stalled_until_it_
     try:
         assert httpx.post(rx.url + "/webhook", content=_body("VSTALL00000000001", 1), headers=AUTH).status_code == 202
         assert _ready(rx)[0] == 200, "not stalled yet"
-        waited = await _until(lambda: _ready(rx)[0] == 503)
+        t0 = time.monotonic()
+        await wait_until(lambda: _ready(rx)[0] == 503, "the receiver not ready (stalled)")
+        waited = round(time.monotonic() - t0, 3)
         status, body = _ready(rx)
         fw = body["forwarder"]
         assert fw["stalled"] is True  # type: ignore[index]
@@ -100,12 +87,14 @@ async def test_a_refusal_kafka_keeps_making_marks_the_receiver_stalled_until_it_
         assert body["broker"]["reachable"] is True  # type: ignore[index]
         assert "127.0.0.1" not in str(body)
         assert httpx.get(rx.url + "/healthz").status_code == 200, "alive: liveness must not restart it"
-        assert _metric(rx, "tpipe_forwarder_stalled") == 1
+        assert rx.metric("tpipe_forwarder_stalled") == 1
         # an accepted body is still accepted while stalled (the spool has room)
         assert httpx.post(rx.url + "/webhook", content=_body("VSTALL00000000001", 2), headers=AUTH).status_code == 202
         await _unstick(kafka_bootstrap, topic_prefix)
-        cleared = await _until(lambda: _ready(rx)[0] == 200)
-        assert _metric(rx, "tpipe_forwarder_stalled") == 0
+        t0 = time.monotonic()
+        await wait_until(lambda: _ready(rx)[0] == 200, "the receiver ready again")
+        cleared = round(time.monotonic() - t0, 3)
+        assert rx.metric("tpipe_forwarder_stalled") == 0
         recs = await read_until_quiet(settings, f"{topic_prefix}.data", min_count=2)
         assert [Envelope.from_json(r.value).payload["data"]["Seq"] for r in recs] == [1, 2], "once each, in order"
         print(f"\nSTALL FIGURES topic_authorization_failed: not ready after {waited} s (bound 3 s), "
@@ -131,15 +120,16 @@ async def test_repeated_forwarder_deaths_at_one_position_stall_then_quarantine_t
         for death in range(1, 4):
             pid = rx.health()["forwarder"]["pid"]  # type: ignore[index]
             os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
-            await _until(lambda d=death, p=pid: rx.health()["forwarder"]["restarts"] == d  # type: ignore[index,misc]
-                         and rx.health()["forwarder"]["pid"] not in (None, p))  # type: ignore[index]
+            await wait_until(lambda d=death, p=pid: rx.health()["forwarder"]["restarts"] == d  # type: ignore[index,misc]
+                             and rx.health()["forwarder"]["pid"] not in (None, p),  # type: ignore[index]
+                             f"forwarder restart {death}")
         status, ready = _ready(rx)
         assert status == 503
         stall = ready["forwarder"]["stall"]  # type: ignore[index]
         assert "died 3 times at this spool position" in stall["reason"] and "-9" in stall["reason"]
         assert stall["spool_position"] == [0, 0]
-        assert _metric(rx, "tpipe_forwarder_restarts_total") == 3
-        assert _metric(rx, "tpipe_forwarder_stalled") == 1
+        assert rx.metric("tpipe_forwarder_restarts_total") == 3
+        assert rx.metric("tpipe_forwarder_stalled") == 1
         # the 4th death: the next forwarder sends the body to the DLQ as received, and goes on
         os.kill(rx.health()["forwarder"]["pid"], signal.SIGKILL)  # type: ignore[arg-type,index]
         (dead,) = await read_until_quiet(settings, f"{topic_prefix}.dlq", min_count=1, timeout=60)
@@ -150,8 +140,8 @@ async def test_repeated_forwarder_deaths_at_one_position_stall_then_quarantine_t
         assert httpx.post(rx.url + "/webhook", content=_body("VDEATH00000000001", 2), headers=AUTH).status_code == 202
         (rec,) = await read_all(settings, f"{topic_prefix}.data", expected_count=1)
         assert Envelope.from_json(rec.value).payload["data"]["Seq"] == 2, "the quarantined body is not published"
-        await _until(lambda: _ready(rx)[0] == 200)
-        assert _metric(rx, "tpipe_forward_dead_letters_total{reason=\"forwarder_crash\"}") == 1
+        await wait_until(lambda: _ready(rx)[0] == 200, "the receiver ready again")
+        assert rx.metric("tpipe_forward_dead_letters_total{reason=\"forwarder_crash\"}") == 1
     finally:
         rx.terminate()
 
@@ -170,7 +160,7 @@ async def test_forwarding_that_ends_by_itself_exits_non_zero_and_is_restarted(
             seg.unlink()
         pid = rx.health()["forwarder"]["pid"]  # type: ignore[index]
         os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]  # the next one must read the (missing) segment
-        await _until(lambda: rx.health()["forwarder"]["restarts"] >= 3)  # type: ignore[index,operator]
+        await wait_until(lambda: rx.health()["forwarder"]["restarts"] >= 3, "3 forwarder restarts")  # type: ignore[index,operator]
         log = rx.log_path.read_text()
         assert "forwarding stopped unexpectedly" in log and "FileNotFoundError" in log
         assert "exited with code 70" in log

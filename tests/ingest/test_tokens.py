@@ -24,8 +24,7 @@ import pytest
 
 from ingest.tokens import MAX_ACTIVE_TOKENS, TokenEntry, TokensFile, digest
 from localbroker import free_port
-from tests.support.paths import REPO as REPO_ROOT
-from tests.support.processes import event_body
+from tests.support.processes import event_body, tpipe_env, wait_healthy
 from tpipe.cli import main as tpipe_main
 
 TOKEN_RE = re.compile(r"^tp_[A-Za-z0-9_-]{20,}$")
@@ -185,11 +184,9 @@ class Serve:
             sys.executable, "-m", "tpipe.cli", "serve", "--port", str(self.port), "--kafka", dead_kafka,
             "--spool-dir", str(tmp / f"{name}-spool"), "--drain-timeout-s", "1", *args,
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                          env.get("PYTHONPATH")]))
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd)
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=tpipe_env(),
+                                     cwd=self.cwd)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=5)
         self.seq = 0
 
@@ -197,17 +194,8 @@ class Serve:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 60) -> Serve:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"receiver exited {self.proc.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # readiness poll interval
-        raise AssertionError(f"receiver not ready in {timeout}s:\n{self.log()[-3000:]}")
+        wait_healthy(f"http://127.0.0.1:{self.port}/healthz", self.proc, lambda: self.log()[-3000:], timeout)
+        return self
 
     def wait_exit(self, timeout: float = 60) -> int:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from ingest.tokens import TokensFile, TokenStore
 from plumbing.logs import JsonFormatter, RedactingFilter, redact, register_secret
-from tests.support.processes import TOKEN, new_receiver
+from tests.support.processes import TOKEN, new_receiver, tpipe_env
 
 
 def test_redact_covers_query_tokens_bearer_headers_and_passwords() -> None:
@@ -125,9 +124,8 @@ def test_receiver_logs_never_contain_the_token(kafka_bootstrap: str, tmp_path: P
 
 def _token_new(tokens_file: Path) -> str:
     """``tpipe token new`` as a real process: the token it prints on stdout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
     res = subprocess.run([sys.executable, "-m", "tpipe.cli", "token", "--tokens-file", str(tokens_file), "new",
-                          "--label", "e2e"], capture_output=True, text=True, env=env, timeout=60, check=False)
+                          "--label", "e2e"], capture_output=True, text=True, env=tpipe_env(), timeout=60, check=False)
     assert res.returncode == 0, res.stderr
     return res.stdout.strip()
 

@@ -156,9 +156,10 @@ def test_dead_letter_and_notification_schemas() -> None:
         "$id": BASE + "asyncapi.yaml"
     }
     assert jsonschema_errors(dlq, orjson.loads(env.to_json())) == []
-    model = pytest.importorskip("consumers.notify.model")
-    n = model.Notification(
-        notification_id=model.notification_id("alert", "V", "x"),
+    from consumers.notify.model import Notification, notification_id
+
+    n = Notification(
+        notification_id=notification_id("alert", "V", "x"),
         kind="alert",
         subject="AEB unavailable",
         vin="V",

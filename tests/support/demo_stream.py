@@ -6,7 +6,7 @@ Three vehicles, each day: a morning drive (Odometer, VehicleSpeed, Location, Gea
 an evening charging session (DetailedChargeState, BatteryLevel every 5 min), state and
 connectivity changes and one vehicle_data snapshot. One vehicle sends string-typed values (as
 older firmware does) and a few webhooks are delivered twice, as a retrying sender would.
-Events go through ``schemas.parse.parse_body`` and are published like the forwarder does.
+Events go through the real parser and are published as the forwarder publishes them.
 """
 
 from __future__ import annotations
@@ -16,31 +16,18 @@ import asyncio
 import math
 from typing import Any
 
-import orjson
-
-from plumbing.kafka_clients import ensure_topics, make_producer
 from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope
-from schemas.parse import parse_body
-from schemas.topics import headers_for, key_for, topic_for
+from tests.support.events import BASE_MS, event, iso
+from tests.support.kafka_broker import produce_envelopes
 
-START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+START_MS = BASE_MS  # 2026-01-01T00:00:00Z
 VEHICLES = (
     # vin, home (lat, lon), km/h cruise, strings?
     ("5YJ3E1EA7KF000001", (37.4419, -122.1430), 62.0, False),
     ("5YJYGDEE1LF000002", (47.6062, -122.3321), 48.0, False),
     ("LRW3F7EK4NC000003", (30.2672, -97.7431), 75.0, True),
 )
-
-
-def _iso(ms: int) -> str:
-    from schemas.times import ms_to_iso
-
-    return ms_to_iso(ms)
-
-
-def _env(obj: dict[str, Any], received_ms: int) -> Envelope:
-    return parse_body(orjson.dumps(obj), received_at_ms=received_ms)[0]
 
 
 def generate(days: int = 2) -> list[Envelope]:
@@ -53,13 +40,13 @@ def generate(days: int = 2) -> list[Envelope]:
             if as_strings:
                 fields = {k: (str(v).lower() if isinstance(v, bool) else str(v))
                           if isinstance(v, int | float) else v for k, v in fields.items()}
-            out.append(_env({"createdAt": _iso(ms), "vin": vin, "data": fields}, ms + 150))
+            out.append(event({"createdAt": iso(ms), "vin": vin, "data": fields}, ms + 150))
 
         for d in range(days):
             day0 = START_MS + d * 86_400_000
             wake = day0 + (7 * 3600 + 20 * 60 + n * 600) * 1000
-            out.append(_env({"createdAt": _iso(wake - 5000), "vin": vin, "state": "online"}, wake))
-            out.append(_env({"createdAt": _iso(wake - 4000), "vin": vin, "networkInterface": "cellular",
+            out.append(event({"createdAt": iso(wake - 5000), "vin": vin, "state": "online"}, wake))
+            out.append(event({"createdAt": iso(wake - 4000), "vin": vin, "networkInterface": "cellular",
                              "status": "CONNECTED"}, wake))
             steps = 50 + 10 * n + 15 * d  # 30 s apart
             for i in range(steps):
@@ -81,7 +68,7 @@ def generate(days: int = 2) -> list[Envelope]:
                     fields["BatteryLevel"] = round(soc, 1)
                 data(ms, fields)
             park = wake + steps * 30_000
-            out.append(_env({"createdAt": _iso(park + 60_000), "vin": vin, "state": "asleep"}, park + 60_100))
+            out.append(event({"createdAt": iso(park + 60_000), "vin": vin, "state": "asleep"}, park + 60_100))
             # evening charge
             plug = day0 + (18 * 3600 + 40 * 60 + n * 1500) * 1000
             data(plug, {"DetailedChargeState": "DetailedChargeStateStarting", "ChargePortDoorOpen": True})
@@ -94,26 +81,12 @@ def generate(days: int = 2) -> list[Envelope]:
             data(done, {"DetailedChargeState": "DetailedChargeStateComplete", "BatteryLevel": round(soc, 1)})
             data(done + 30 * 60_000, {"DetailedChargeState": "DetailedChargeStateDisconnected",
                                       "ChargePortDoorOpen": False, "MinutesToArrival": None})
-            out.append(_env({"createdAt": _iso(done + 31 * 60_000), "vin": vin, "vehicle_data": {
+            out.append(event({"createdAt": iso(done + 31 * 60_000), "vin": vin, "vehicle_data": {
                 "charge_state": {"battery_level": round(soc), "charging_state": "Disconnected"},
                 "vehicle_state": {"odometer": round(odo, 1), "locked": True}}}, done + 31 * 60_000 + 200))
     # a retrying sender: a few webhooks arrive twice
     out.extend([out[3], out[40], out[len(out) // 2]])
     return out
-
-
-async def publish(settings: KafkaSettings, envs: list[Envelope]) -> int:
-    await ensure_topics(settings, [topic_for(t, settings.topic_prefix)
-                                   for t in ("data", "state", "connectivity", "vehicle_data")])
-    producer = make_producer(settings, role="demo")
-    await producer.start()
-    try:
-        futs = [await producer.send(topic_for(e.type, settings.topic_prefix), value=e.to_json(), key=key_for(e),
-                                    headers=headers_for(e), timestamp_ms=e.created_at_ms) for e in envs]
-        await asyncio.gather(*futs)
-    finally:
-        await producer.stop()
-    return len(envs)
 
 
 def main() -> None:
@@ -124,7 +97,7 @@ def main() -> None:
     add_settings_arguments(parser, KafkaSettings)
     args = parser.parse_args()
     settings = settings_from_args(KafkaSettings, args)
-    n = asyncio.run(publish(settings, generate(args.days)))
+    n = asyncio.run(produce_envelopes(settings, generate(args.days)))
     print(f"published {n} events to {settings.topic_prefix}.*")
 
 

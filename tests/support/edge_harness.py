@@ -22,24 +22,15 @@ from ingest.http.protocol import EdgeLimits, EdgeProtocol
 from ingest.http.server import ReceiverServer, build_server
 from ingest.settings import IngestSettings
 from localbroker import free_port
+from tests.support.processes import ReceiverAddress, series_value
 
 TOKEN = "edge-token-8c41d2"
 BODY = orjson.dumps({"createdAt": "2025-06-01T12:00:00Z", "vin": "5YJ3E1EA0KF000001", "data": {"VehicleSpeed": 3}})
 
 
 @dataclass
-class Served:
+class Served(ReceiverAddress):
     server: ReceiverServer
-    port: int
-    ops_port: int | None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ops_url(self) -> str:
-        return f"http://127.0.0.1:{self.ops_port or self.port}"
 
     @property
     def limits(self) -> EdgeLimits:
@@ -55,11 +46,7 @@ class Served:
     async def metric(self, series: str) -> float:
         """The value of one series (``name{label="v"}``) from ``/metrics``; 0 when absent."""
         async with httpx.AsyncClient(timeout=10) as client:
-            text = (await client.get(self.ops_url + "/metrics")).text
-        for line in text.splitlines():
-            if line.startswith(series + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+            return series_value((await client.get(self.ops_url + "/metrics")).text, series)
 
     async def health(self) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -84,23 +71,10 @@ async def serving(tmp: Path, **overrides: Any) -> AsyncIterator[Served]:
         assert time.monotonic() < deadline, "server did not start"
         await asyncio.sleep(0.01)
     try:
-        yield Served(server, port, settings.ops_port)
+        yield Served(port, server, ops_port=settings.ops_port)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
-
-
-async def until(condition: Any, what: str, timeout: float = 10.0) -> None:
-    """Poll ``condition()`` (sync or async) until it is true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        await asyncio.sleep(0.02)
 
 
 # ---- raw clients ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     records = await read_all(kafka_settings, topic, expected_count=10)
     records = await read_until_quiet(kafka_settings, topic, quiet_s=1.0)
     await produce(kafka_settings, topic, [b"a", (b"key", b"value")])
+    await produce_envelopes(kafka_settings, envelopes)   # as the forwarder publishes them
 
 All clients come from ``plumbing.kafka_clients`` so the settings' security options apply. Reads use no
 consumer group (manual assignment of every partition, from the beginning) and poll until a condition
@@ -12,15 +13,19 @@ holds or a deadline passes: no fixed sleeps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from plumbing.kafka_clients import make_consumer, make_producer
+from plumbing.kafka_clients import ensure_topics, make_admin, make_consumer, make_producer
 from plumbing.settings import KafkaSettings
+from schemas.envelope import Envelope
+from schemas.topics import headers_for, key_for, topic_for
+from tests.support.waiting import wait_until
 
 
 def broker_settings(bootstrap: str, topic_prefix: str = "t", **fields: Any) -> KafkaSettings:
@@ -59,6 +64,20 @@ def _consumer(settings: KafkaSettings, overrides: dict[str, Any]) -> AIOKafkaCon
     return make_consumer(settings, group_id=None, role="test-reader", **cfg)
 
 
+@contextlib.asynccontextmanager
+async def _reading(
+    settings: KafkaSettings, topic: str, deadline: float, overrides: dict[str, Any]
+) -> AsyncIterator[AIOKafkaConsumer | None]:
+    """A started reader of every partition of ``topic`` from the beginning; None when the topic did
+    not show up before ``deadline``."""
+    consumer = _consumer(settings, overrides)
+    await consumer.start()
+    try:
+        yield consumer if await _assign_all(consumer, topic, deadline) else None
+    finally:
+        await consumer.stop()
+
+
 async def read_all(
     settings: KafkaSettings,
     topic: str,
@@ -73,21 +92,15 @@ async def read_all(
     ``isolation_level="read_uncommitted"`` to override.
     """
     deadline = time.monotonic() + timeout
-    consumer = _consumer(settings, consumer_overrides)
-    await consumer.start()
     out: list[ConsumerRecord] = []
-    try:
-        if not await _assign_all(consumer, topic, deadline):
-            return out
-        while len(out) < expected_count:
+    async with _reading(settings, topic, deadline, consumer_overrides) as consumer:
+        while consumer is not None and len(out) < expected_count:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             batch = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
             for recs in batch.values():
                 out.extend(recs)
-    finally:
-        await consumer.stop()
     out.sort(key=lambda r: (r.partition, r.offset))
     return out
 
@@ -104,25 +117,18 @@ async def read_until_quiet(
     """Read ``topic`` from the beginning until at least ``min_count`` records arrived and then nothing new
     came for ``quiet_s`` seconds (or ``timeout`` passed). For asserting "exactly N, no duplicates"."""
     deadline = time.monotonic() + timeout
-    consumer = _consumer(settings, consumer_overrides)
-    await consumer.start()
     out: list[ConsumerRecord] = []
-    try:
-        if not await _assign_all(consumer, topic, deadline):
-            return out
+    async with _reading(settings, topic, deadline, consumer_overrides) as consumer:
         last_new = time.monotonic()
-        while True:
+        while consumer is not None:
             now = time.monotonic()
             if now > deadline or (len(out) >= min_count and now - last_new >= quiet_s):
                 break
             batch = await consumer.getmany(timeout_ms=200)
-            n = sum(len(v) for v in batch.values())
-            if n:
+            if any(batch.values()):
                 for recs in batch.values():
                     out.extend(recs)
                 last_new = time.monotonic()
-    finally:
-        await consumer.stop()
     out.sort(key=lambda r: (r.partition, r.offset))
     return out
 
@@ -134,27 +140,63 @@ async def produce(
     **producer_overrides: Any,
 ) -> int:
     """Send values (or ``(key, value)`` pairs) with tpipe's durable producer and wait for all acks."""
-    producer = make_producer(settings, role="test-producer", **producer_overrides)
+    pairs = [rec if isinstance(rec, tuple) else (None, rec) for rec in records]
+    return await _send_all(settings, [(topic, {"value": v, "key": k}) for k, v in pairs], **producer_overrides)
+
+
+async def produce_envelopes(settings: KafkaSettings, envs: Iterable[Envelope]) -> int:
+    """Publish envelopes as the forwarder does: their topics created as tpipe creates them, then each on
+    ``topic_for`` with ``key_for``, ``headers_for``, value ``to_json()`` and timestamp ``created_at_ms``."""
+    envs = list(envs)
+    await ensure_topics(settings, sorted({topic_for(e.type, settings.topic_prefix) for e in envs}))
+    return await _send_all(settings, [
+        (topic_for(e.type, settings.topic_prefix),
+         {"value": e.to_json(), "key": key_for(e), "headers": headers_for(e), "timestamp_ms": e.created_at_ms})
+        for e in envs
+    ])
+
+
+async def _send_all(settings: KafkaSettings, sends: list[tuple[str, dict[str, Any]]], **overrides: Any) -> int:
+    producer = make_producer(settings, role="test-producer", **overrides)
     await producer.start()
-    n = 0
     try:
-        futs = []
-        for rec in records:
-            key, value = rec if isinstance(rec, tuple) else (None, rec)
-            futs.append(await producer.send(topic, value=value, key=key))
-            n += 1
+        futs = [await producer.send(topic, **fields) for topic, fields in sends]
         await producer.flush()
         await asyncio.gather(*futs)
     finally:
         await producer.stop()
-    return n
+    return len(sends)
+
+
+async def committed_offsets(settings: KafkaSettings, group: str) -> dict[TopicPartition, int]:
+    """The offsets ``group`` has committed (partitions without a commit left out)."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        res = await admin.list_consumer_group_offsets(group)
+        return {tp: om.offset for tp, om in res.items() if om.offset >= 0}
+    finally:
+        await admin.close()
+
+
+async def end_offsets(settings: KafkaSettings, topic: str) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``topic`` (waits for the topic to be in the metadata)."""
+    c = make_consumer(settings, group_id=None, role="test-ends", metadata_max_age_ms=500)
+    await c.start()
+    try:
+        async def parts_known() -> Any:
+            await c.topics()  # refreshes metadata
+            return c.partitions_for_topic(topic)
+
+        parts = await wait_until(parts_known, f"metadata of {topic}")
+        return dict(await c.end_offsets([TopicPartition(topic, p) for p in parts]))
+    finally:
+        await c.stop()
 
 
 async def create_topic(settings: KafkaSettings, name: str, configs: dict[str, str], partitions: int = 3) -> None:
     """Create ``name`` with ``configs`` (as an operator would before tpipe starts: tpipe then leaves it as is)."""
     from aiokafka.admin import NewTopic
-
-    from plumbing.kafka_clients import make_admin
 
     admin = make_admin(settings)
     await admin.start()
@@ -169,8 +211,6 @@ async def create_topic(settings: KafkaSettings, name: str, configs: dict[str, st
 async def alter_topic(settings: KafkaSettings, name: str, configs: dict[str, str]) -> None:
     """Change topic configs (incrementally: the others keep their values)."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    from plumbing.kafka_clients import make_admin
 
     admin = make_admin(settings)
     await admin.start()
@@ -197,8 +237,6 @@ _TOPIC, _LITERAL, _WRITE, _DENY = 2, 3, 4, 2  # Kafka's ResourceType, PatternTyp
 
 
 async def _acl_request(settings: KafkaSettings, request: Any) -> Any:
-    from plumbing.kafka_clients import make_admin
-
     admin = make_admin(settings)
     await admin.start()
     try:

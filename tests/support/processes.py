@@ -1,4 +1,5 @@
-"""Real processes for fault tests: a receiver subprocess and a steady webhook load against it."""
+"""Real ``tpipe`` processes: the environment they get, waiting for one to be healthy, a receiver
+subprocess (``new_receiver``) and a steady webhook load against it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,20 +18,43 @@ import orjson
 
 from localbroker import free_port
 from schemas.parse import parse_body
+from tests.support.paths import REPO
 
 TOKEN = "fault-token-0b7d4e"
 
 
+def tpipe_env(**extra: str) -> dict[str, str]:
+    """The environment for a ``tpipe`` subprocess: the test's own without any ``TPIPE_*`` variable (only
+    what the test sets applies), this checkout first on ``PYTHONPATH``, then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_tail: Callable[[], str], timeout: float = 60.0) -> None:
+    """Poll ``url`` (a ``/healthz``) until it answers 200; fail with ``log_tail()`` if ``proc`` exits
+    first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited {proc.returncode}:\n{log_tail()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)  # readiness poll interval
+    raise AssertionError(f"not healthy in {timeout}s ({url}):\n{log_tail()}")
+
+
 @dataclass
-class ReceiverProcess:
+class ReceiverAddress:
+    """Where a receiver listens: the webhook on ``port``; with an ops port (``--ops-port``),
+    ``/healthz``, ``/readyz`` and ``/metrics`` there, else on ``port`` too."""
+
     port: int
-    spool_dir: Path
-    kafka: str
-    prefix: str
-    log_path: Path
-    extra: list[str] = field(default_factory=list)
-    proc: subprocess.Popen[bytes] | None = None
-    ops_port: int | None = None  # --ops-port: /healthz, /readyz, /metrics there, /webhook on port
+    ops_port: int | None = field(default=None, kw_only=True)
 
     @property
     def url(self) -> str:
@@ -39,6 +64,27 @@ class ReceiverProcess:
     def ops_url(self) -> str:
         return f"http://127.0.0.1:{self.ops_port or self.port}"
 
+
+def series_value(metrics_text: str, series: str) -> float:
+    """The value of one series (``name`` or ``name{label="v"}``) in a ``/metrics`` page; 0 when absent."""
+    for line in metrics_text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@dataclass
+class ReceiverProcess(ReceiverAddress):
+    """``tpipe serve`` as a subprocess: flags for the port, Kafka, token, spool and topic prefix, then
+    ``extra``; output appended to ``log_path``."""
+
+    spool_dir: Path
+    kafka: str
+    prefix: str
+    log_path: Path
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
     def start(self, timeout: float = 60.0) -> ReceiverProcess:
         cmd = [
             sys.executable, "-m", "tpipe.cli", "serve",
@@ -47,20 +93,10 @@ class ReceiverProcess:
         ]
         if self.ops_port is not None:
             cmd += ["--ops-port", str(self.ops_port)]
-        log = open(self.log_path, "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"receiver exited {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.ops_url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)  # readiness poll interval
-        raise RuntimeError(f"receiver not ready in {timeout}s:\n{self.log_tail()}")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=tpipe_env())
+        wait_healthy(self.ops_url + "/healthz", self.proc, self.log_tail, timeout)
+        return self
 
     def log_tail(self, n: int = 40) -> str:
         try:
@@ -77,6 +113,10 @@ class ReceiverProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout)
+
+    def metric(self, series: str) -> float:
+        """The value of one series (``name`` or ``name{label="v"}``) on ``/metrics``; 0 when absent."""
+        return series_value(httpx.get(self.ops_url + "/metrics", timeout=5).text, series)
 
     def health(self) -> dict[str, object]:
         return httpx.get(self.ops_url + "/healthz", timeout=5).json()  # type: ignore[no-any-return]

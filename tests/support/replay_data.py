@@ -1,28 +1,23 @@
-"""Test data for the replay tests: a few hours of history for a few VINs, produced like the receiver
-would (topic_for / key_for / headers_for, value Envelope.to_json, record timestamp created_at_ms),
-with a plain producer. Also a CLI runner holding only the replay package's commands."""
+"""Test data for the replay tests: a few hours of history for a few VINs, produced as the forwarder
+publishes (``produce_envelopes``) into every topic of the contract; ``tpipe`` run in-process."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from dataclasses import dataclass, field
 
-from plumbing.kafka_clients import ensure_topics, make_producer
+from plumbing.kafka_clients import ensure_topics
 from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope
 from schemas.parse import parse_object
-from schemas.topics import all_event_topics, headers_for, key_for, topic_for
+from schemas.topics import all_event_topics
+from tests.support.events import iso
+from tests.support.kafka_broker import produce_envelopes
+from tpipe.cli import main as tpipe_main
 
 VINS = ("5YJ3E1EA0PF000000", "5YJ3E1EA0PF000001", "5YJ3E1EA0PF000002", "5YJ3E1EA0PF000003")
 MIN = 60_000
-
-
-def iso(ms: int) -> str:
-    from schemas.times import format_ms
-
-    return format_ms(ms)
 
 
 @dataclass
@@ -75,20 +70,7 @@ def build_history(base_ms: int, minutes: int = 180) -> History:
 
 async def produce_history(settings: KafkaSettings, history: History) -> None:
     await ensure_topics(settings, all_event_topics(settings.topic_prefix))
-    producer = make_producer(settings, role="test-history")
-    await producer.start()
-    try:
-        futs = [
-            await producer.send(
-                topic_for(e.type, settings.topic_prefix), e.to_json(), key=key_for(e),
-                headers=headers_for(e), timestamp_ms=e.created_at_ms,
-            )
-            for e in history.envelopes
-        ]
-        await producer.flush()
-        await asyncio.gather(*futs)
-    finally:
-        await producer.stop()
+    await produce_envelopes(settings, history.envelopes)
 
 
 def make_history(settings: KafkaSettings) -> History:
@@ -99,16 +81,8 @@ def make_history(settings: KafkaSettings) -> History:
 
 
 def run_cli(*argv: str) -> int:
-    """``tpipe <argv>`` with the commands of consumers.replay.cli and consumers.cli only."""
-    from consumers import cli as consumers_cli
-    from consumers.replay import cli as replay_cli
-
-    parser = argparse.ArgumentParser(prog="tpipe")
-    sub = parser.add_subparsers(dest="command", required=True)
-    replay_cli.register(sub)
-    consumers_cli.register(sub)
-    args = parser.parse_args(list(argv))
-    return int(args.func(args))
+    """``tpipe <argv>`` in-process (``tpipe.cli.main``): its exit code."""
+    return tpipe_main(list(argv))
 
 
 def kafka_args(settings: KafkaSettings) -> list[str]:

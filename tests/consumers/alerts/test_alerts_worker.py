@@ -19,18 +19,13 @@ from schemas.envelope import Envelope
 from schemas.event_types import EventType, SourceFormat
 from schemas.times import to_ms
 from schemas.topics import dlq_topic, notifications_topic
-from tests.consumers.credits.test_credits_worker import (
-    RunningWorker,
-    envelopes,
-    handled_total,
-    produce_envelopes,
-    wait_until,
-    worker_settings,
-)
-from tests.consumers.notify.test_notify_http import SECRET, HookServer, assert_signed
-from tests.support.kafka_broker import read_all, read_until_quiet
+from tests.support.events import envelopes
+from tests.support.hook_server import SECRET, HookServer, assert_signed
+from tests.support.kafka_broker import produce_envelopes, read_all, read_until_quiet
 from tests.support.postgres import db_url, postgres_url  # noqa: F401
 from tests.support.samples.alerts import alert, alert_event, alert_stream, error_event
+from tests.support.waiting import wait_until
+from tests.support.workers import RunningWorker, handled_total, worker_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -41,11 +36,8 @@ VINS = ["LRW3F7EK4NC700000", "5YJ3E1EA7KF000001", "7SAYGDEE1PF000002"]
 
 @pytest.fixture
 def hook() -> Iterator[HookServer]:
-    srv = HookServer(fail_first=2).start()
-    try:
+    with HookServer(fail_first=2) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def stream() -> list[Envelope]:
@@ -70,7 +62,7 @@ async def test_alerts_worker_end_to_end(kafka_settings: KafkaSettings, db_url: s
     assert expected_ids and expected_active
 
     settings = worker_settings(
-        AlertsSettings, kafka_settings, alerts_db_url=db_url, notify_http_url=hook.url,
+        kafka_settings, AlertsSettings, alerts_db_url=db_url, notify_http_url=hook.url,
         notify_http_secret=SECRET, notify_http_attempts=5, notify_http_backoff_s=0.02,
     )
     shuffled = list(envs)
@@ -82,7 +74,7 @@ async def test_alerts_worker_end_to_end(kafka_settings: KafkaSettings, db_url: s
     async with RunningWorker(AlertsWorker(settings), settings) as rt:
         await wait_until(lambda: handled_total(rt) == produced, what="every record handled")
         await wait_until(lambda: store.outbox.counts(engine) == {"pending": 0, "done": len(expected_ids)},
-                         what="notifications delivered")
+                         "notifications delivered", in_thread=True)
 
     assert sorted((a["vin"], a["name"], a["started_at_ms"]) for a in store.active()) == expected_active
     chg = [h for h in store.history(vin=VINS[0]) if h["started_at_ms"] == T0 + 2 * MIN]
@@ -115,10 +107,9 @@ async def test_alerts_worker_end_to_end(kafka_settings: KafkaSettings, db_url: s
 
 
 async def test_undeliverable_notification_and_bad_record_go_to_the_dlq(kafka_settings: KafkaSettings, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    srv = HookServer(status=500).start()
-    try:
+    with HookServer(status=500) as srv:
         settings = worker_settings(
-            AlertsSettings, kafka_settings, alerts_db_url=f"sqlite:///{tmp_path}/alerts.db",
+            kafka_settings, AlertsSettings, alerts_db_url=f"sqlite:///{tmp_path}/alerts.db",
             notify_http_url=srv.url, notify_http_secret=SECRET, notify_http_attempts=2,
             notify_http_backoff_s=0.01, notify_kafka=False,
         )
@@ -132,8 +123,6 @@ async def test_undeliverable_notification_and_bad_record_go_to_the_dlq(kafka_set
         async with RunningWorker(AlertsWorker(settings), settings) as rt:
             await wait_until(lambda: handled_total(rt) == produced, what="records handled")
             dead = await read_all(settings, dlq_topic(settings.topic_prefix), expected_count=2, timeout=30)
-    finally:
-        srv.stop()
     assert len(dead) == 2
     by_type = {header_map(d.headers)["dlq_error_type"]: d for d in dead}
     assert set(by_type) == {"InvalidEventError", "NotificationUndeliverable"}

@@ -13,6 +13,7 @@ from consumers.credits.store import CreditEvent, CreditStore, parse_event
 from consumers.sqlstore import make_engine
 from schemas.parse import parse_object
 from schemas.times import to_ms
+from tests.support.events import envelopes
 from tests.support.postgres import db_url, postgres_url  # noqa: F401
 from tests.support.samples.credits import credit_events
 
@@ -21,11 +22,7 @@ START = to_ms("2026-03-01T00:00:00Z") or 0
 
 
 def as_events(objs: list[dict[str, Any]]) -> list[CreditEvent]:
-    out = []
-    for o in objs:
-        for env in parse_object(o, received_at_ms=START + 10 * DAY):
-            out.append(parse_event(env))
-    return out
+    return [parse_event(env) for env in envelopes(objs, received_at_ms=START + 10 * DAY)]
 
 
 def store_for(url: str, low: int | None = None) -> CreditStore:

@@ -1,14 +1,10 @@
-"""The telemetry worker into real Iceberg tables (SQLite catalog, local warehouse), read back by DuckDB."""
+"""The telemetry worker into real Iceberg tables (SQLite catalog, local warehouse), read back by DuckDB.
+The worker runs in this process; ``test_lake_processes.py`` kills and stops it as a real process."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +13,7 @@ import pytest
 from aiokafka.structs import TopicPartition
 
 from consumers.lake.query import connect, format_table, latest, run_sql
-from consumers.lake.settings import LakeCatalogSettings, LakeSettings
+from consumers.lake.settings import LakeSettings
 from consumers.lake.snapshots import stored_offsets
 from consumers.lake.tables import load_tables, open_catalog
 from consumers.lake.worker import TelemetryWorker
@@ -26,136 +22,29 @@ from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope
 from schemas.event_types import EventType, SourceFormat
 from schemas.topics import dlq_topic, topic_for
-from tests.consumers.runtime.test_runtime import (
-    BASE_MS,
-    Running,
-    committed_offsets,
-    data_event,
-    end_offsets,
-    event,
-    iso,
-    produce_envelopes,
-    produce_raw,
-    state_event,
-    wait_for,
-    worker_settings,
+from tests.support.events import BASE_MS, data_event, iso, state_event
+from tests.support.kafka_broker import produce, produce_envelopes, read_all
+from tests.support.lake import (
+    VINS,
+    assert_offsets_stored,
+    caught_up,
+    drive_stream,
+    expected_counts,
+    lake_settings,
+    raw_counts,
+    rows_reach,
 )
-from tests.support.kafka_broker import read_all
-from tests.support.paths import REPO as REPO_ROOT
+from tests.support.waiting import wait_until
+from tests.support.workers import RunningWorker
 
 pytestmark = pytest.mark.kafka
-REPO = REPO_ROOT
-VINS = [f"5YJ3E1EA{n:09d}" for n in range(3)]
 
 
-def lake_settings(kafka_settings: KafkaSettings, tmp_path: Path, **fields: Any) -> LakeSettings:
-    base: dict[str, Any] = {
-        "catalog_uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": str(tmp_path / "warehouse"),
-        "commit_rows": 200, "commit_interval_s": 0.3,
-    }
-    base.update(fields)
-    return worker_settings(kafka_settings, LakeSettings, **base)  # type: ignore[no-any-return]
-
-
-def raw_counts(s: LakeCatalogSettings) -> dict[str, tuple[int, int]]:
-    """Per table: (rows, distinct logical rows) straight from Iceberg, without the dedup views."""
-    tables = load_tables(open_catalog(s), s.namespace)
-    out = {}
-    for name, tbl in tables.items():
-        arrow = tbl.scan().to_arrow()
-        key = "event_id, field" if name == "telemetry" else "event_id"
-        con = duckdb.connect()
-        con.register("t", arrow)
-        row = con.execute(f"SELECT count(*), count(DISTINCT ({key})) FROM t").fetchone()
-        assert row is not None
-        out[name] = (int(row[0]), int(row[1]))
-    return out
-
-
-def drive_stream(n_events: int, start: int = 0) -> list[Envelope]:
-    """A small realistic stream: per VIN, driving then charging, plus states/connectivity/snapshots."""
-    out: list[Envelope] = []
-    for i in range(start, start + n_events):
-        vin = VINS[i % len(VINS)]
-        ms = BASE_MS + i * 60_000
-        k = i // len(VINS)
-        if i % 10 == 9:
-            out.append(state_event(vin, ms, "online" if k % 2 else "asleep"))
-        elif i % 10 == 8:
-            out.append(event({"createdAt": iso(ms), "vin": vin, "networkInterface": "cellular",
-                              "status": "CONNECTED" if k % 2 else "DISCONNECTED"}))
-        elif i % 10 == 7:
-            out.append(event({"createdAt": iso(ms), "vin": vin,
-                              "vehicle_data": {"charge_state": {"battery_level": 50 + k % 40}}}))
-        else:
-            out.append(data_event(vin, ms, {
-                "Odometer": 1000.0 + k * 1.5, "VehicleSpeed": float(k % 70), "Gear": "ShiftStateD",
-                "Location": {"latitude": 37.0 + k / 1000, "longitude": -122.0 - k / 1000},
-                "DetailedChargeState": "DetailedChargeStateCharging" if k % 20 < 5 else
-                "DetailedChargeStateDisconnected",
-            }))
-    return out
-
-
-def expected_counts(envs: list[Envelope]) -> dict[str, int]:
-    out = {"telemetry": 0, "vehicle_state": 0, "vehicle_data": 0}
-    for e in envs:
-        if e.type is EventType.DATA:
-            out["telemetry"] += len(e.payload["data"])
-        elif e.type in (EventType.STATE, EventType.CONNECTIVITY):
-            out["vehicle_state"] += 1
-        else:
-            out["vehicle_data"] += 1
-    return out
-
-
-async def rows_reach(s: LakeCatalogSettings, want: dict[str, int], timeout: float = 60.0) -> None:
-    def check() -> bool:
-        counts = raw_counts(s)
-        return all(counts.get(k, (0, 0))[0] >= v for k, v in want.items())
-
-    async def acheck() -> bool:
-        return await asyncio.to_thread(check)
-
-    await wait_for(acheck, timeout=timeout, interval=0.3, what=f"lake rows {want}")
-
-
-async def caught_up(w: TelemetryWorker, s: LakeSettings, timeout: float = 60.0) -> None:
-    """Wait until the worker's tables store the end offsets of all its topics."""
-    ends: dict[TopicPartition, int] = {}
-    for t in w.event_types:
-        ends.update({tp: o for tp, o in (await end_offsets(s, topic_for(t, s.topic_prefix))).items() if o})
-
-    def done() -> bool:
-        durable: dict[TopicPartition, int] = {}
-        for sk in w.sinks.values():
-            durable.update(sk.durable)
-        return all(durable.get(tp) == o for tp, o in ends.items())
-
-    await wait_for(done, timeout=timeout, what="the lake caught up with the topics")
-
-
-async def assert_offsets_stored(s: LakeSettings) -> None:
-    """Every table stores, for its topics, the end offsets of the stream (and Kafka has them too)."""
-    tables = load_tables(open_catalog(s), s.namespace)
-    group = s.group_for("telemetry")
-    ends: dict[TopicPartition, int] = {}
-    for t in ("data", "state", "connectivity", "vehicle_data"):
-        ends.update({tp: o for tp, o in (await end_offsets(s, topic_for(t, s.topic_prefix))).items() if o})
-    stored: dict[TopicPartition, int] = {}
-    for tbl in tables.values():
-        stored.update(stored_offsets(tbl, group))
-    assert {tp: o for tp, o in stored.items() if o} == ends
-    committed = await committed_offsets(s, group)
-    assert {tp: o for tp, o in committed.items() if o} == ends
-
-
-# --- tests ---------------------------------------------------------------------------------------
 async def test_known_stream_lands_as_exactly_the_expected_rows(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     s = lake_settings(kafka_settings, tmp_path)
     envs = drive_stream(60)
     await produce_envelopes(s, envs)
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     want = expected_counts(envs)
     await rows_reach(s, want)
     await r.stop()
@@ -192,7 +81,7 @@ async def test_string_and_null_values_are_coerced(kafka_settings: KafkaSettings,
         "Location": {"latitude": "30.5", "longitude": "-97.25"}, "DoorState": {"DriverFront": False},
     })
     await produce_envelopes(s, [env])
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, {"telemetry": 9})
     await r.stop()
     _, rows = run_sql(connect(s), "SELECT field, value_double, value_long, value_bool, value_string, latitude, "
@@ -217,7 +106,7 @@ async def test_duplicate_event_ids_yield_one_set_of_rows(kafka_settings: KafkaSe
     # twice within one batch
     await produce_envelopes(s, [*envs, dup_data, dup_state])
     w = TelemetryWorker(s)
-    r = Running(w, s)
+    r = RunningWorker(w, s).start()
     want = expected_counts(envs)
     await rows_reach(s, want)
     # again after the originals are committed (dedup against the table, same process)
@@ -227,7 +116,7 @@ async def test_duplicate_event_ids_yield_one_set_of_rows(kafka_settings: KafkaSe
     # and again after a restart (dedup against the table loaded from disk)
     await produce_envelopes(s, [dup_data, dup_state, *drive_stream(1, start=20)])
     w = TelemetryWorker(s)
-    r = Running(w, s)
+    r = RunningWorker(w, s).start()
     await caught_up(w, s)
     await r.stop()
     want["telemetry"] += 5
@@ -243,7 +132,7 @@ async def test_read_side_dedupes_rows_that_reached_the_table_twice(kafka_setting
     s = lake_settings(kafka_settings, tmp_path)
     env = data_event(VINS[1], BASE_MS, {"Odometer": 5.0, "Soc": 50.0})
     await produce_envelopes(s, [env])
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, {"telemetry": 2})
     await r.stop()
     tbl = load_tables(open_catalog(s), s.namespace)["telemetry"]
@@ -265,9 +154,9 @@ async def test_poison_records_go_to_the_dlq_and_the_worker_continues(kafka_setti
     before = data_event(VINS[0], BASE_MS + 1, {"Soc": 1.0})
     after = data_event(VINS[0], BASE_MS + 2, {"Soc": 2.0})
     await produce_envelopes(s, [before])
-    await produce_raw(s, data_topic, [(VINS[0].encode(), b"{not json")])
+    await produce(s, data_topic, [(VINS[0].encode(), b"{not json")])
     await produce_envelopes(s, [bad, after])
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, {"telemetry": 2})
     dlq = await read_all(s, dlq_topic(s.topic_prefix), expected_count=2)
     await r.stop()
@@ -284,10 +173,10 @@ async def test_rebalance_two_workers_one_group_one_lake(kafka_settings: KafkaSet
     s = lake_settings(kafka_settings, tmp_path)
     first = drive_stream(60)
     await produce_envelopes(s, first)
-    ra = Running(TelemetryWorker(s), s)
+    ra = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, expected_counts(first))
-    rb = Running(TelemetryWorker(s), s)
-    await wait_for(lambda: ra.runtime.assignment and rb.runtime.assignment, timeout=60,
+    rb = RunningWorker(TelemetryWorker(s), s).start()
+    await wait_until(lambda: ra.runtime.assignment and rb.runtime.assignment, timeout=60,
                    what="both workers own partitions")
     second = drive_stream(60, start=60)
     await produce_envelopes(s, second)
@@ -423,7 +312,7 @@ async def test_cli_latest_and_sql(kafka_settings: KafkaSettings, tmp_path: Path,
         state_event(VINS[2], BASE_MS + 2000, "online"),
     ]
     await produce_envelopes(s, envs)
-    r = Running(TelemetryWorker(s), s)
+    r = RunningWorker(TelemetryWorker(s), s).start()
     await rows_reach(s, {"telemetry": 3, "vehicle_state": 1})
     await r.stop()
     flags = ["--catalog-uri", s.catalog_uri, "--warehouse", s.warehouse]
@@ -436,97 +325,3 @@ async def test_cli_latest_and_sql(kafka_settings: KafkaSettings, tmp_path: Path,
     out = capsys.readouterr().out
     assert VINS[2] in out and "(1 row)" in out
     assert format_table(["a"], [(None,)]).count("NULL") == 1
-
-
-# --- real processes -------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _spawn(s: LakeSettings, *extra: str) -> subprocess.Popen[bytes]:
-    args = [
-        sys.executable, "-m", "tpipe.cli", "consume", "telemetry", "--kafka", s.kafka, "--topic-prefix", s.topic_prefix,
-        "--catalog-uri", s.catalog_uri, "--warehouse", s.warehouse,
-        "--batch-size", str(s.batch_size), "--batch-timeout-ms", str(s.batch_timeout_ms),
-        "--commit-rows", str(s.commit_rows), "--commit-interval-s", str(s.commit_interval_s),
-        "--metrics-port", str(s.metrics_port), *extra,
-    ]
-    env = {**os.environ, "TPIPE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _stop(p: subprocess.Popen[bytes]) -> None:
-    if p.poll() is None:
-        p.kill()
-    p.wait(10)
-
-
-@pytest.mark.fault
-async def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
-    kafka_settings: KafkaSettings, tmp_path: Path
-) -> None:
-    s = lake_settings(kafka_settings, tmp_path, batch_size=100, commit_rows=300, commit_interval_s=0.2)
-    envs = drive_stream(3000)
-    want = expected_counts(envs)
-    await produce_envelopes(s, envs)
-    p = _spawn(s)
-    try:
-        def progress() -> int:
-            return raw_counts(s).get("telemetry", (0, 0))[0]
-
-        async def some_rows() -> bool:
-            n = await asyncio.to_thread(progress)
-            return 1500 <= n
-
-        await wait_for(some_rows, timeout=90, interval=0.05, what="a part of the stream in the lake")
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(10)
-        at_kill = raw_counts(s)
-    finally:
-        _stop(p)
-    assert at_kill["telemetry"][0] < want["telemetry"], "killed too late to prove anything"
-    p = _spawn(s)
-    try:
-        await rows_reach(s, want, timeout=120)
-        final_wait = await asyncio.to_thread(raw_counts, s)
-    finally:
-        p.send_signal(signal.SIGTERM)
-        p.wait(60)
-    final = raw_counts(s)
-    print(f"\nCRASH TEST rows at SIGKILL: {at_kill}; after restart: {final}; expected: {want}")
-    assert final == final_wait == {k: (v, v) for k, v in want.items()}
-    await assert_offsets_stored(s)
-
-
-@pytest.mark.fault
-async def test_sigterm_drains_and_commits(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
-    import httpx
-
-    port = _free_port()
-    # nothing is due by size or time: only the drain can commit
-    s = lake_settings(kafka_settings, tmp_path, commit_rows=10**6, commit_interval_s=3600, metrics_port=port)
-    envs = drive_stream(50)
-    await produce_envelopes(s, envs)
-    p = _spawn(s)
-    try:
-        async def all_handled() -> bool:
-            try:
-                async with httpx.AsyncClient() as client:
-                    text = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
-            except httpx.HTTPError:
-                return False
-            return 'tpipe_worker_records_processed_total{worker="telemetry"} 50.0' in text
-
-        await wait_for(all_handled, timeout=60, interval=0.2, what="50 records handled (metrics)")
-        assert raw_counts(s).get("telemetry", (0, 0))[0] == 0  # still buffered
-        p.send_signal(signal.SIGTERM)
-        rc = await asyncio.to_thread(p.wait, 60)
-        err = p.stderr.read().decode() if p.stderr else ""
-    finally:
-        _stop(p)
-    assert rc == 0, err[-2000:]
-    want = expected_counts(envs)
-    assert raw_counts(s) == {k: (v, v) for k, v in want.items()}
-    await assert_offsets_stored(s)

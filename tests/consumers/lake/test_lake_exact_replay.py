@@ -36,9 +36,8 @@ from schemas.envelope import Envelope
 from schemas.parse import parse_body
 from schemas.topics import all_event_topics, dlq_topic, topic_for
 from schemas.validate import validate_event
-from tests.consumers.replay.test_replay_lake import LAKE_TYPES, _fill_lake, _run_lake_cli
-from tests.consumers.runtime.test_runtime import produce_envelopes
-from tests.support.kafka_broker import broker_settings, read_all
+from tests.support.kafka_broker import broker_settings, produce_envelopes, read_all
+from tests.support.lake import LAKE_TYPES, fill_lake, lake_cli
 from tests.support.processes import TOKEN, new_receiver
 
 MIN = 60_000
@@ -132,7 +131,7 @@ def exact_lake(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -
     assert types == set(LAKE_TYPES)
     asyncio.run(ensure_topics(kafka, all_event_topics(kafka.topic_prefix)))
     asyncio.run(produce_envelopes(kafka, envs))
-    asyncio.run(_fill_lake(lake))
+    asyncio.run(fill_lake(lake))
     originals = {e.event_id: e for e in envs}
     assert len(originals) == len(envs) - 1  # one redelivery
     empty_id = next(e.event_id for e in envs if e.type == "data" and e.payload["data"] == {})
@@ -205,7 +204,7 @@ def test_lake_replay_to_own_receiver_keeps_every_event_id(
     try:
         monkeypatch.setenv("TPIPE_REPLAY_TOKEN", TOKEN)
         capsys.readouterr()
-        rc = _run_lake_cli(
+        rc = lake_cli(
             "replay", "--types", ",".join(LAKE_TYPES), "--from", str(t0 - 60 * MIN), "--to", str(t0 + 60 * MIN),
             "--catalog-uri", lake.catalog_uri, "--warehouse", lake.warehouse,
             "--to-url", receiver.url + "/webhook",

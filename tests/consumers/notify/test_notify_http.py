@@ -1,37 +1,24 @@
 """Notification delivery: HTTP POSTs signed the Standard Webhooks way to a real local server
 (uvicorn + Starlette), checked with our verifier, the official ``standardwebhooks`` package and the
 docs' example; retries, dead-lettering, and the outbox/dispatcher on SQLite and PostgreSQL.
-
-``HookServer`` is reused by the worker tests (``from tests.consumers.notify.test_notify_http import HookServer``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import hashlib
-import hmac
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 import pytest
-import uvicorn
 from sqlalchemy import MetaData
 from standardwebhooks import Webhook
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from consumers.alerts.settings import AlertsSettings
 from consumers.notify.dispatcher import Dispatcher
@@ -59,92 +46,19 @@ from consumers.notify.sinks import (
 )
 from consumers.sqlstore import make_engine
 from plumbing.cli_settings import add_settings_arguments, settings_from_args
+from tests.support.hook_server import NEXT_SECRET, SECRET, HookServer, assert_signed
 from tests.support.paths import REPO as REPO_ROOT
 from tests.support.postgres import db_url, postgres_url  # noqa: F401
+from tests.support.processes import tpipe_env
+from tests.support.waiting import wait_until
 
 REPO = REPO_ROOT
-SECRET = "whsec_" + base64.b64encode(b"tpipe-test-signing-key-0123456789").decode()
-NEXT_SECRET = "whsec_" + base64.b64encode(b"tpipe-test-signing-key-rotated-to").decode()
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    status: int
-    query: str = ""
-
-
-@dataclass
-class HookServer:
-    """A real HTTP receiver on 127.0.0.1:<free port>; answers 500 to the first ``fail_first``
-    requests (or ``status`` to all), records every request."""
-
-    fail_first: int = 0
-    status: int = 200
-    requests: list[Received] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-
-        async def hook(request: Request) -> JSONResponse:
-            body = await request.body()
-            with self._lock:
-                n = len(self.requests)
-                status = 500 if n < self.fail_first else self.status
-                self.requests.append(Received(dict(request.headers), body, status, request.url.query))
-            return JSONResponse({"n": n}, status_code=status)
-
-        app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def start(self) -> HookServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("test HTTP server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-
-    def accepted(self) -> list[Received]:
-        with self._lock:
-            return [r for r in self.requests if 200 <= r.status < 300]
-
-    def all(self) -> list[Received]:
-        with self._lock:
-            return list(self.requests)
 
 
 @pytest.fixture
 def hook() -> Iterator[HookServer]:
-    srv = HookServer().start()
-    try:
+    with HookServer() as srv:
         yield srv
-    finally:
-        srv.stop()
-
-
-def assert_signed(r: Received, secret: str = SECRET) -> None:
-    """``r`` carries a Standard Webhooks signature by ``secret``: checked with our verifier, with the
-    official package, and by recomputing the HMAC by hand."""
-    assert r.headers["content-type"] == "application/json"
-    msg_id, ts = r.headers[ID_HEADER], r.headers[TIMESTAMP_HEADER]
-    assert re.fullmatch(r"[0-9a-f]{32}", msg_id) and ts.isdigit()
-    mac = hmac.new(secret_key(secret), f"{msg_id}.{ts}.".encode() + r.body, hashlib.sha256).digest()
-    assert "v1," + base64.b64encode(mac).decode() in r.headers[SIGNATURE_HEADER].split(" ")
-    assert verify(secret, r.headers, r.body)
-    assert Webhook(secret).verify(r.body, r.headers) == orjson.loads(r.body)  # raises when it does not verify
 
 
 def make_notification(i: int = 1, vin: str | None = "VIN1") -> Notification:
@@ -301,7 +215,7 @@ async def test_sinks_built_from_settings_sign_with_every_secret(hook: HookServer
 
 @pytest.mark.parametrize("worker", ["alerts", "credits"])
 def test_the_worker_cli_refuses_an_http_sink_without_a_secret(tmp_path: Path, worker: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
+    env = tpipe_env()
     db = tmp_path / f"{worker}.db"
     base = [sys.executable, "-m", "tpipe.cli", "consume", worker, "--kafka", "127.0.0.1:9", "--db-url",
             f"sqlite:///{db}", "--notify-http-url", "http://127.0.0.1:9/hook"]
@@ -394,9 +308,8 @@ async def test_outbox_dispatcher_delivers_each_once(db_url: str, hook: HookServe
         with engine.begin() as conn:
             outbox.enqueue(conn, make_notification(3))
         d.wake()
-        deadline = time.monotonic() + 10
-        while len(hook.accepted()) < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(hook.accepted()) >= 3, "the later notification delivered", timeout=10,
+                         interval=0.05)
     finally:
         await d.stop()
         engine.dispose()

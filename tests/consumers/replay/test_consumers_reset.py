@@ -14,8 +14,9 @@ from consumers.replay.selection import ReplayError
 from plumbing.kafka_clients import make_admin, make_consumer
 from plumbing.settings import KafkaSettings
 from schemas.topics import topic_for
+from tests.support.events import iso
 from tests.support.kafka_broker import read_all
-from tests.support.replay_data import MIN, History, iso, kafka_args, make_history, run_cli
+from tests.support.replay_data import MIN, History, kafka_args, make_history, run_cli
 
 pytestmark = pytest.mark.kafka
 

@@ -19,8 +19,9 @@ from plumbing.kafka_clients import make_admin, make_producer
 from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope
 from schemas.topics import headers_for, key_for, topic_for
+from tests.support.events import iso
 from tests.support.kafka_broker import broker_settings, read_all
-from tests.support.replay_data import MIN, VINS, History, iso, kafka_args, make_history, run_cli
+from tests.support.replay_data import MIN, VINS, History, kafka_args, make_history, run_cli
 
 pytestmark = pytest.mark.kafka
 

@@ -5,56 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from aiokafka.structs import TopicPartition
 
 from consumers.lake.settings import LakeSettings
-from consumers.lake.worker import TelemetryWorker
-from consumers.replay import lake_cli
-from consumers.replay.kafka_meta import retrying
-from consumers.runtime import run
-from plumbing.kafka_clients import make_admin, make_consumer
 from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope
-from schemas.topics import topic_for
-from tests.support.replay_data import MIN, VINS, History, iso, kafka_args, make_history, run_cli
+from tests.support.events import iso
+from tests.support.lake import LAKE_TYPES, fill_lake, lake_cli
+from tests.support.replay_data import MIN, VINS, History, kafka_args, make_history, run_cli
 
 pytestmark = pytest.mark.kafka
-
-LAKE_TYPES = ("data", "state", "connectivity", "vehicle_data")
-
-
-async def _fill_lake(settings: LakeSettings) -> None:
-    """Run the telemetry worker until its group's committed offsets reach the end of its topics."""
-    topics = [topic_for(t, settings.topic_prefix) for t in LAKE_TYPES]
-    reader = make_consumer(settings, group_id=None)
-    await reader.start()
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
-        ends = await reader.end_offsets(tps)
-    finally:
-        await reader.stop()
-    stop = asyncio.Event()
-    task = asyncio.create_task(run(TelemetryWorker(settings), settings, stop=stop))
-    admin = make_admin(settings)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert not task.done(), task.exception()
-            committed = await retrying(lambda: admin.list_consumer_group_offsets(settings.group_for("telemetry")))
-            if all(ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp]) for tp in tps):
-                break
-            assert time.monotonic() < deadline, f"lake did not catch up: {committed} vs {ends}"
-            await asyncio.sleep(0.2)  # poll interval for the worker's commits
-    finally:
-        await admin.close()
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 def _lanes(envs: list[Envelope]) -> dict[tuple[str | None, str], list[str]]:
@@ -72,7 +35,7 @@ def test_lake_replay_matches_kafka_replay(
         **kafka_settings.model_dump(), catalog_uri=f"sqlite:///{tmp_path}/catalog.db",
         warehouse=str(tmp_path / "warehouse"), commit_interval_s=0.3, metrics_port=0,
     )
-    asyncio.run(_fill_lake(lake))
+    asyncio.run(fill_lake(lake))
     lake_args = ["--catalog-uri", lake.catalog_uri, "--warehouse", lake.warehouse]
 
     frm, to = history.base_ms + 40 * MIN, history.base_ms + 125 * MIN
@@ -80,7 +43,7 @@ def test_lake_replay_matches_kafka_replay(
            "--vin", VINS[0], "--vin", VINS[3]]
     kafka_out, lake_out = tmp_path / "kafka.jsonl", tmp_path / "lake.jsonl"
     assert run_cli("replay", *sel, "--slack", "1h", "--to-file", str(kafka_out), *kafka_args(kafka_settings)) == 0
-    assert _run_lake_cli("replay", *sel, "--to-file", str(lake_out), *lake_args) == 0
+    assert lake_cli("replay", *sel, "--to-file", str(lake_out), *lake_args) == 0
     from_kafka = [Envelope.from_json(x) for x in kafka_out.read_bytes().splitlines()]
     from_lake = [Envelope.from_json(x) for x in lake_out.read_bytes().splitlines()]
 
@@ -98,17 +61,7 @@ def test_lake_replay_matches_kafka_replay(
 
     # dry runs agree with the real runs; types the lake does not keep are named
     capsys.readouterr()
-    assert _run_lake_cli("replay", *sel, "--types", "alerts", "--dry-run", *lake_args) == 0
+    assert lake_cli("replay", *sel, "--types", "alerts", "--dry-run", *lake_args) == 0
     report = capsys.readouterr().out
     assert "DRY RUN (lake)" in report and "not kept in the lake" in report and "alerts" in report
     assert int(re.search(r"matching events: (\d+)", report).group(1)) == len(from_lake)  # type: ignore[union-attr]
-
-
-def _run_lake_cli(*argv: str) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="tpipe lake")
-    sub = parser.add_subparsers(dest="lake_command", required=True)
-    lake_cli.register_lake(sub)
-    args = parser.parse_args(list(argv))
-    return int(args.func(args))

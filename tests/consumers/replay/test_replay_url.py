@@ -5,7 +5,6 @@ receiver recomputes the same event_ids, and one VIN's events arrive in order; an
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -17,14 +16,14 @@ import pytest
 
 from schemas.envelope import Envelope
 from schemas.topics import topic_for
-from tests.consumers.notify.test_notify_http import HookServer
+from tests.support.events import iso
+from tests.support.hook_server import HookServer
 from tests.support.kafka_broker import broker_settings, read_all
-from tests.support.processes import TOKEN, new_receiver
+from tests.support.processes import TOKEN, new_receiver, tpipe_env
 from tests.support.replay_data import (
     MIN,
     VINS,
     build_history,
-    iso,
     kafka_args,
     make_history,
     produce_history,
@@ -87,9 +86,8 @@ def test_replay_to_own_receiver_keeps_event_ids(
 
 def _replay_process(*argv: str) -> subprocess.CompletedProcess[str]:
     """``tpipe --log-level DEBUG replay <argv>`` as a real process: its real stdout and stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
     return subprocess.run([sys.executable, "-m", "tpipe.cli", "--log-level", "DEBUG", "replay", *argv],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
+                          capture_output=True, text=True, env=tpipe_env(), timeout=120, check=False)
 
 
 def test_replay_to_url_never_prints_the_token_in_its_query(kafka_bootstrap: str) -> None:
@@ -102,11 +100,8 @@ def test_replay_to_url_never_prints_the_token_in_its_query(kafka_bootstrap: str)
     select = ["--types", "data", *kafka_args(src)]
 
     # a receiver that fails once (a retry, logged) and then accepts everything
-    hook = HookServer(fail_first=1).start()
-    try:
+    with HookServer(fail_first=1) as hook:
         res = _replay_process(*select, "--to-url", f"{hook.url}?token={secret}&x=1")
-    finally:
-        hook.stop()
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert f"sent={len(expected)}" in res.stderr and "retries=1" in res.stderr, res.stderr[-2000:]
@@ -117,11 +112,8 @@ def test_replay_to_url_never_prints_the_token_in_its_query(kafka_bootstrap: str)
     assert secret not in out
 
     # a receiver that refuses: the error names the URL, without the token
-    hook = HookServer(status=400).start()
-    try:
+    with HookServer(status=400) as hook:
         res = _replay_process(*select, "--to-url", f"{hook.url}?token={secret}")
-    finally:
-        hook.stop()
     assert res.returncode == 1
     assert f"tpipe replay: error: POST {hook.url}?token=*** answered 400" in res.stderr, res.stderr[-2000:]
     assert secret not in res.stdout + res.stderr

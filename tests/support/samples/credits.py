@@ -10,9 +10,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from schemas.times import format_ms
+from schemas.times import format_ms, to_ms
 
-__all__ = ["PRICES", "credit_events"]
+__all__ = ["PRICES", "START", "credit_events"]
+
+START = to_ms("2026-04-01T00:00:00Z") or 0  # where the tests' credit streams start
 
 PRICES = {"wake_up": 20, "vehicle_data": 2, "command": 1}
 _NAMES = {"wake_up": ["wake_up"], "vehicle_data": ["vehicle_data"], "command": ["door_lock", "honk_horn", "charge_start"]}
