@@ -154,6 +154,17 @@ _LONG_KINDS = frozenset({"long", "epoch_s"})
 _EMPTY_DATA_ROW: RowValues = (None,) * 9
 
 
+def telemetry_event(rec: WorkerRecord) -> tuple[EventValues, dict[str, Any]]:
+    """The per-event values of a ``data`` record (``SHAPES["telemetry"].event_columns`` order) and
+    its ``data`` object; raises ``PoisonRecordError`` when ``data`` is not an object. Shared by this
+    builder and the native one (``consumers.lake.native``)."""
+    payload = rec.envelope.payload
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise PoisonRecordError(f"data event without a data object (got {type(data).__name__})")
+    return (*_common(rec), _json({k: v for k, v in payload.items() if k != "data"})), data
+
+
 def _telemetry(rec: WorkerRecord) -> Built:
     """One row per field of a ``data`` event (null values kept as all-null value columns); an empty
     ``data`` object gives one row with ``field`` NULL, so the event is kept.
@@ -161,11 +172,7 @@ def _telemetry(rec: WorkerRecord) -> Built:
     The common value shapes (a float, bool, string or in-range int the catalog kind takes as it is)
     are written out here; they are exactly what ``coerce_value`` + ``_raw_unless_typed_tv`` give
     them (tests/test_lake_rows.py checks both ways agree). Everything else goes through those two."""
-    payload = rec.envelope.payload
-    data = payload.get("data")
-    if not isinstance(data, dict):
-        raise PoisonRecordError(f"data event without a data object (got {type(data).__name__})")
-    ev = (*_common(rec), _json({k: v for k, v in payload.items() if k != "data"}))
+    ev, data = telemetry_event(rec)
     if not data:
         return ev, [_EMPTY_DATA_ROW]
     kind_of = FIELD_KINDS.get

@@ -44,3 +44,8 @@ class LakeSettings(WorkerSettings, LakeCatalogSettings):
         description="snapshots kept per table for time travel (expired once twice as many; the newest one "
         "storing each partition's offset is always kept); 0: never expire",
     )
+    row_builder: Literal["native", "python"] = Field(
+        "native",
+        description="how telemetry rows are built: native (a batch at once, vectorised) or python (row by row, "
+        "the reference the native builder is tested against)",
+    )

@@ -39,7 +39,7 @@ class TelemetryWorker(Worker):
         s = self.settings
         return {"catalog": s.catalog_uri, "warehouse": s.warehouse, "namespace": s.namespace,
                 "commit_rows": s.commit_rows, "commit_interval_s": s.commit_interval_s,
-                "keep_snapshots": s.keep_snapshots}
+                "keep_snapshots": s.keep_snapshots, "row_builder": s.row_builder}
 
     async def start(self) -> None:
         await asyncio.to_thread(self._open)
@@ -56,7 +56,7 @@ class TelemetryWorker(Worker):
                 tdef, catalog, s.namespace, tables[tdef.name], self.group_id, topics,
                 commit_rows=s.commit_rows, commit_interval_s=s.commit_interval_s,
                 dedup_days=s.dedup_cache_days, commit_attempts=s.commit_attempts,
-                keep_snapshots=s.keep_snapshots,
+                keep_snapshots=s.keep_snapshots, native=s.row_builder == "native",
             )
             self.sinks[tdef.name] = sink
             for topic in topics:
