@@ -36,8 +36,25 @@ def _is_string(a: pa.Array) -> bool:
     return bool(pa.types.is_large_string(a.type) or pa.types.is_string(a.type))
 
 
+def _repeat_by_index(values: pa.Array, expand: pa.Array) -> pa.DictionaryArray:
+    """``values.take(expand)`` as a dictionary array of the distinct values (the few VINs, one topic
+    ...): Parquet then has a small dictionary to write instead of one entry per event."""
+    enc = values.dictionary_encode()
+    return pa.DictionaryArray.from_arrays(enc.indices.take(expand), enc.dictionary)
+
+
 def _dictionary(a: pa.Array) -> pa.Array:
     return a if pa.types.is_dictionary(a.type) else a.dictionary_encode()
+
+
+def _concat(arrays: list[pa.Array]) -> pa.Array:
+    """One array of ``arrays``; dictionary arrays sharing one dictionary stay dictionary arrays."""
+    first = arrays[0]
+    if not pa.types.is_dictionary(first.type):
+        return pa.concat_arrays(arrays)
+    if all(a.dictionary is first.dictionary or a.dictionary.equals(first.dictionary) for a in arrays):
+        return pa.DictionaryArray.from_arrays(pa.concat_arrays([a.indices for a in arrays]), first.dictionary)
+    return pa.concat_arrays([a.cast(first.type.value_type) for a in arrays]).dictionary_encode()
 
 
 class Chunk(NamedTuple):
@@ -104,7 +121,8 @@ class ArrowBuffer:
             row_cols, n_rows = _columns(rows, self.shape.row_columns, self.types), np.array(counts, np.int64)
         else:
             row_cols, n_rows = {}, np.ones(len(events), np.int64)
-        row_cols = {k: v.cast(self.types[k]) for k, v in row_cols.items() if k in self.types}
+        row_cols = {k: v if pa.types.is_dictionary(v.type) else v.cast(self.types[k])
+                    for k, v in row_cols.items() if k in self.types}
         self._append(Chunk(ev_cols, row_cols, n_rows))
         return failures
 
@@ -160,8 +178,8 @@ class ArrowBuffer:
         cs = self._chunks
         if len(cs) == 1:
             return cs[0]
-        events = {k: pa.concat_arrays([c.events[k] for c in cs]) for k in self.shape.event_columns if k in cs[0].events}
-        rows = {k: pa.concat_arrays([c.rows[k] for c in cs]) for k in cs[0].rows}
+        events = {k: _concat([c.events[k] for c in cs]) for k in self.shape.event_columns if k in cs[0].events}
+        rows = {k: _concat([c.rows[k] for c in cs]) for k in cs[0].rows}
         return Chunk(events, rows, np.concatenate([c.counts for c in cs]) if cs else np.zeros(0, np.int64))
 
     def _sorted(self, schema: pa.Schema, sort_by: tuple[str, ...], *, by_day: bool,
@@ -198,7 +216,7 @@ class ArrowBuffer:
                 counts, days = counts[order], days[order]
         if rows:
             expand = pa.array(np.repeat(np.arange(n_ev, dtype=np.int32), counts))
-            events = {k: pa.DictionaryArray.from_arrays(expand, v) if _is_string(v) and not plain else v.take(expand)
+            events = {k: _repeat_by_index(v, expand) if _is_string(v) and not plain else v.take(expand)
                       for k, v in events.items()}
             if not plain and not pa.types.is_dictionary(rows["field"].type):
                 rows["field"] = _dictionary(rows["field"])

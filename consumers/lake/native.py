@@ -11,10 +11,10 @@ rows of the batch. The cases handled that way are the ones real traffic carries:
 * strings in by-type kinds (enum, string, json, any, unknown fields) as ``value_string``;
 * numeric strings (``"34.797"``, ``"80"``: plain ASCII digits, optional sign and fraction) in
   ``double`` / ``long`` / ``epoch_s`` fields, ``"true"``/``"false"`` in ``bool`` fields;
-* objects (``Location``) through ``schemas.fields.coerce_value`` itself (one call per object).
+* objects (``Location``): ``value_json`` with sorted keys, ``latitude`` / ``longitude`` from numbers.
 
-Every other row (a string in a numeric field that is not a plain number, a location string, an int
-beyond 64 bits, a list) is handed to the reference functions themselves, so the output is the
+Every other row (a string in a numeric field that is not a plain number, a location string, string
+coordinates, an int beyond 64 bits, a list) is handed to the reference functions themselves, so the output is the
 reference's by construction there; ``tests/consumers/lake/test_lake_native.py`` checks both paths
 agree on every column of every row.
 
@@ -24,7 +24,9 @@ A ``data`` object that is empty gives one row with ``field`` NULL, as in the ref
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from itertools import chain
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -43,7 +45,7 @@ ROW_COLUMNS = ("field", "value_double", "value_long", "value_bool", "value_strin
                "latitude", "longitude", "value_json", "value_raw")
 
 # JSON type codes (types orjson decodes to); anything else is handed to the reference
-_NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER = range(6)
+_NULL, _BOOL, _INT, _FLOAT, _STR, _DICT, _OTHER = range(7)
 
 
 class _TypeCodes(dict[type, int]):
@@ -51,7 +53,7 @@ class _TypeCodes(dict[type, int]):
         return _OTHER
 
 
-_TYPE_CODE = _TypeCodes({type(None): _NULL, bool: _BOOL, int: _INT, float: _FLOAT, str: _STR})
+_TYPE_CODE = _TypeCodes({type(None): _NULL, bool: _BOOL, int: _INT, float: _FLOAT, str: _STR, dict: _DICT})
 
 # catalog kind codes: by JSON type alone (enum, string, json, any, a field the catalog does not know),
 # double, integral (long, epoch_s), bool, location
@@ -70,12 +72,44 @@ _TRUE_FALSE = r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"
 _TWO63 = 2.0**63
 _QUOTE, _NOTHING = pa.scalar('"', pa.large_string()), pa.scalar("", pa.large_string())
 _EMPTY: dict[Any, Any] = {None: None}  # stands for an empty data object: one row, every column NULL
+_SORTED_JSON = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)  # a C callable: no Python frame per object
+_LATITUDE, _LONGITUDE = methodcaller("get", "latitude"), methodcaller("get", "longitude")
 
 IntArray = npt.NDArray[np.int64]
 
 
 def _json(v: Any) -> str:
     return orjson.dumps(v).decode()
+
+
+class _CatalogIndex(dict[Any, int]):
+    def __missing__(self, key: Any) -> int:
+        return -1
+
+
+_FIELD_INDEX = _CatalogIndex((name, i) for i, name in enumerate(FIELD_KINDS))
+
+
+def _fields(keys: list[Any], n: int) -> tuple[pa.Array, npt.NDArray[np.int8]]:
+    """The ``field`` column as a dictionary array over the catalog's names (plus the batch's other
+    names), and each row's kind code."""
+    idx = np.fromiter(map(_FIELD_INDEX.__getitem__, keys), np.int32, n)
+    kind = _KIND_OF[idx]  # -1 (not in the catalog) is the last entry: by JSON type
+    names = _CATALOG
+    null = None
+    if (idx < 0).any():
+        other = np.flatnonzero(idx < 0)
+        extra: dict[str, int] = {}
+        for i in other.tolist():
+            k = keys[i]
+            if k is None:  # an empty data object's row
+                continue
+            k = k if type(k) is str else str(k)
+            idx[i] = extra.setdefault(k, len(_CATALOG) + len(extra))
+        if extra:
+            names = pa.concat_arrays([_CATALOG, pa.array(list(extra), _S)])
+        null = idx < 0
+    return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=null), names), kind
 
 
 class _Sparse:
@@ -145,12 +179,7 @@ def telemetry_row_columns(datas: Sequence[dict[str, Any]]) -> tuple[dict[str, pa
     n = int(counts.sum())
     keys = list(chain.from_iterable(datas))
     values = list(chain.from_iterable(map(dict.values, datas)))
-    try:
-        field = pa.array(keys, _S)
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a key that is not a string (not from JSON)
-        keys = [k if k is None or type(k) is str else str(k) for k in keys]
-        field = pa.array(keys, _S)
-    kind = _KIND_OF[pc.index_in(field, value_set=_CATALOG).fill_null(len(_KIND_OF) - 1).to_numpy()]
+    field, kind = _fields(keys, n)
     code = np.fromiter(map(_TYPE_CODE.__getitem__, map(type, values)), np.int8, n)
     vobj = np.fromiter(values, object, n)
     out = _Columns(n)
@@ -161,6 +190,7 @@ def telemetry_row_columns(datas: Sequence[dict[str, Any]]) -> tuple[dict[str, pa
     fallback.append(_ints(out, vobj, np.flatnonzero(code == _INT), kind))
     _floats(out, vobj, np.flatnonzero(code == _FLOAT), kind)
     fallback.append(_strings(out, vobj, np.flatnonzero(code == _STR), kind))
+    fallback.append(_objects(out, vobj, np.flatnonzero(code == _DICT)))
     _reference_rows(out, keys, values, np.concatenate(fallback))
     cols = {
         "field": field, "value_double": out.double.array(), "value_long": out.long.array(),
@@ -252,6 +282,31 @@ def _strings(out: _Columns, vobj: npt.NDArray[Any], idx: IntArray, kind: npt.NDA
     return left
 
 
+def _objects(out: _Columns, vobj: npt.NDArray[Any], idx: IntArray) -> IntArray:
+    """Objects, in any kind: ``value_json`` is the object with sorted keys; ``latitude`` /
+    ``longitude`` are set when both keys hold numbers (strings there go to the reference). An object
+    gives itself back from ``value_json``: never a value_raw. Returns the rows left to the reference."""
+    if not len(idx):
+        return idx
+    objs = vobj[idx].tolist()
+    lat = np.fromiter(map(_TYPE_CODE.__getitem__, map(type, map(_LATITUDE, objs))), np.int8, len(objs))
+    lon = np.fromiter(map(_TYPE_CODE.__getitem__, map(type, map(_LONGITUDE, objs))), np.int8, len(objs))
+    lat_num, lon_num = (lat == _INT) | (lat == _FLOAT), (lon == _INT) | (lon == _FLOAT)
+    number = lat_num & lon_num
+    text = ((lat == _STR) | (lon == _STR)) & (lat_num | (lat == _STR)) & (lon_num | (lon == _STR))
+    if text.any():
+        objs = [o for o, t in zip(objs, text.tolist(), strict=True) if not t]
+        number = number[~text]
+    mine = idx[~text]
+    out.json.put(mine, list(map(_SORTED_JSON, objs)))
+    if number.any():
+        both = [o for o, ok in zip(objs, number.tolist(), strict=True) if ok]
+        out.lat.put(mine[number], np.fromiter(map(_LATITUDE, both), np.float64, len(both)))
+        out.lon.put(mine[number], np.fromiter(map(_LONGITUDE, both), np.float64, len(both)))
+    left: IntArray = idx[text]
+    return left
+
+
 def _reference_rows(out: _Columns, keys: list[Any], values: list[Any], idx: IntArray) -> None:
     """The reference functions for the rows the vectorised cases do not cover (objects included)."""
     if not len(idx):
@@ -260,7 +315,8 @@ def _reference_rows(out: _Columns, keys: list[Any], values: list[Any], idx: IntA
     cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
     for i in idx.tolist():
         value = values[i]
-        tv = coerce_value(keys[i], value)
+        key = keys[i]
+        tv = coerce_value(key if type(key) is str else str(key), value)
         # an object or list gives back its own JSON from value_json: never a value_raw
         raw = None if type(value) is dict else _raw_unless_typed_tv(value, tv)
         for col, v in zip(cols, (*tv, raw), strict=True):
