@@ -67,7 +67,7 @@ def run(events: int, batch: int, commit_rows: int, row_builder: str, profile: st
     from consumers.runtime.runner import _default_decoder
 
     bodies = [(FIXTURES / f"data_{s}.json").read_bytes() for s in ("0.5kb", "1.5kb", "3kb")]
-    values = [r.value for r in distinct_records(bodies, events, 200, "prof")]
+    values = [env.to_json() for env in distinct_records(bodies, events, 200, "prof")]
     decode = _default_decoder()
     timers = _Timers()
     timers.wrap(sink.TableSink, "add", "sink_add")

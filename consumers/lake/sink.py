@@ -47,6 +47,7 @@ from consumers.lake.snapshots import encode_offsets, expire_snapshots, offsets_k
 from consumers.lake.tables import TableDef
 from consumers.lake.writer import append_days
 from consumers.runtime import Failure, Offsets, RetryableError, WorkerRecord
+from plumbing import metrics
 
 log = logging.getLogger("consumers.lake")
 
@@ -217,6 +218,7 @@ class TableSink:
                 self._done(stored)
                 return 0
             try:
+                events = self.buffer.events
                 rows = append_days(self.table, self._day_tables(), {key: encode_offsets(ahead)})
             except CommitFailedException as exc:
                 last_exc = exc
@@ -232,6 +234,7 @@ class TableSink:
             stored.update(ahead)
             self._done(stored)
             self.commits += 1
+            metrics.LAKE_EVENTS_COMMITTED.labels(self.tdef.name).inc(events)
             self._expire_snapshots()
             return rows
         raise RetryableError(f"lake commit to {self.tdef.name} kept conflicting: {last_exc}")
