@@ -1,8 +1,8 @@
 """Where the telemetry worker's CPU goes per event, without Kafka: the bench corpus (distinct events, as
 the forwarder publishes them) decoded by the runtime's decoder and fed to the lake's ``TableSink`` in
-batches, committed to a fresh SQLite catalog, under cProfile (CPU time).
+batches, committed to a fresh SQLite catalog, with the worker's garbage-collection settings.
 
-    python -m bench.lake_profile [--events 60000] [--batch 500] [--commit-rows 1000000] [--row-builder native]
+    python -m bench.lake_profile [--events 60000] [--batch 500] [--commit-rows 500000] [--row-builder native]
 
 Prints one JSON object: events, seconds, CPU µs per event in total and per stage (CPU time inside the
 stage's functions, timed per call; "other" is the rest: the harness loop, the sink's bookkeeping),
@@ -77,6 +77,9 @@ def run(events: int, batch: int, commit_rows: int, row_builder: str, profile: st
     timers.wrap(sink, "append_days", "append")
     timers.wrap(sink.TableSink, "_expire_snapshots", "expiry")
     tp = TopicPartition("prof.data", 0)
+    from consumers.lake.worker import restore_gc, tune_gc_for_batches
+
+    tune_gc_for_batches()  # as the worker does once started
     try:
         with tempfile.TemporaryDirectory(prefix="tpipe-lake-profile-") as tmp:
             cs = LakeCatalogSettings(catalog_uri=f"sqlite:///{tmp}/catalog.db", warehouse=f"{tmp}/wh")
@@ -113,6 +116,7 @@ def run(events: int, batch: int, commit_rows: int, row_builder: str, profile: st
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         timers.restore()
+        restore_gc()
     per = {k: v * 1e6 / events for k, v in timers.cpu.items()}
     stages = {
         "decode": decode_s * 1e6 / events,
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=60000)
     ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--commit-rows", type=int, default=1_000_000)
+    ap.add_argument("--commit-rows", type=int, default=500_000)
     ap.add_argument("--row-builder", choices=("native", "python"), default="native")
     ap.add_argument("--profile", metavar="FILE", help="also write cProfile stats (CPU time) to FILE")
     a = ap.parse_args(argv)

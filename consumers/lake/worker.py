@@ -27,6 +27,35 @@ log = logging.getLogger("consumers.lake")
 _GC_YOUNG = 20_000  # allocations between young collections (default 700)
 
 
+_gc_users: list[tuple[int, int, int]] = []  # the thresholds before, once per worker started in this process
+
+
+def tune_gc_for_batches() -> None:
+    """Collect garbage the way a batch worker needs (undone by ``restore_gc`` when the last worker of
+    the process stops).
+
+    The decoded records of a batch live until its rows are built; with the default thresholds they
+    reach the old generations and every full collection walks the whole heap (pyiceberg, pyarrow, the
+    catalog): ~10 µs per event. The start-up heap is frozen out of collections and young collections
+    wait for 20,000 allocations (a batch's records are gone by then)."""
+    before = gc.get_threshold()
+    _gc_users.append(before)
+    gc.collect()
+    gc.freeze()
+    if len(_gc_users) == 1:
+        gc.set_threshold(_GC_YOUNG, *before[1:])
+
+
+def restore_gc() -> None:
+    if not _gc_users:
+        return
+    first = _gc_users[0]  # what the process had before the first worker started
+    _gc_users.pop()
+    if not _gc_users:
+        gc.set_threshold(*first)
+        gc.unfreeze()
+
+
 class TelemetryWorker(Worker):
     name = "telemetry"
     event_types = ("data", "state", "connectivity", "vehicle_data")
@@ -36,7 +65,7 @@ class TelemetryWorker(Worker):
         self.group_id = settings.group_for(self.name)
         self.sinks: dict[str, TableSink] = {}
         self._by_topic: dict[str, TableSink] = {}
-        self._gc_threshold: tuple[int, int, int] | None = None
+        self._gc_tuned = False
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -49,20 +78,13 @@ class TelemetryWorker(Worker):
         self._tune_gc()
 
     async def stop(self) -> None:
-        if self._gc_threshold is not None:
-            gc.set_threshold(*self._gc_threshold)
-            gc.unfreeze()
-            self._gc_threshold = None
+        if self._gc_tuned:
+            restore_gc()
+            self._gc_tuned = False
 
     def _tune_gc(self) -> None:
-        """The decoded records of a batch live until its rows are built; with the default thresholds
-        they reach the old generations and every full collection walks the whole heap (pyiceberg,
-        pyarrow, the catalog): ~10 µs per event. The start-up heap is frozen out of collections and
-        young collections wait for 20,000 allocations (a batch's records are gone by then)."""
-        self._gc_threshold = gc.get_threshold()
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(_GC_YOUNG, *self._gc_threshold[1:])
+        tune_gc_for_batches()
+        self._gc_tuned = True
 
     def _open(self) -> None:
         from schemas.topics import topic_for
