@@ -86,8 +86,11 @@ def phase_outage(b: Bench) -> None:
         "drain_after_restart_s": drain, "load": load_r,
         "flat": growth is not None and growth <= max(16.0, 0.1 * (rss_start or 0)),
     }
-    log(f"outage: RSS {rss_start:.1f} -> {rss_end:.1f} MB (growth {growth:.1f} MB, "
-        f"{slope(during) * 60:.2f} MB/min), spool max {b.res['phases']['outage']['pending_max']} events, "
-        f"drained {drain:.1f} s after restart; load status {load_r.get('status')}")
+    if growth is None:  # an outage shorter than the 10 s settling time: nothing to compare
+        log(f"outage: too short to sample RSS during it ({a.outage:.0f} s); drained {drain:.1f} s after restart")
+    else:
+        log(f"outage: RSS {rss_start:.1f} -> {rss_end:.1f} MB (growth {growth:.1f} MB, "
+            f"{slope(during) * 60:.2f} MB/min), spool max {b.res['phases']['outage']['pending_max']} events, "
+            f"drained {drain:.1f} s after restart; load status {load_r.get('status')}")
     rcv.stop()
 

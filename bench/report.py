@@ -83,7 +83,7 @@ def summarize(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("lake worker events/s / raw getmany", f"{lk['worker_median']:.0f} / {lk['raw_median']:.0f} = "
                      f"{r['median']:.3f} (min {r['min']:.3f}, max {r['max']:.3f})",
                      f">= {t['lake_ratio_min']}", ok(r["median"] >= t["lake_ratio_min"])))
-    if "outage" in ph:
+    if "outage" in ph and ph["outage"]["rss_growth_mb"] is not None:
         o = ph["outage"]
         rows.append((f"receiver RSS, {o['outage_s']:.0f} s broker outage @ {o['rate']}/s",
                      f"{o['rss_mb_at_kill']:.1f} -> {o['rss_mb_end']:.1f} MB (growth {o['rss_growth_mb']:.1f} MB, "
@@ -136,7 +136,7 @@ def summarize_peers(res: dict[str, Any]) -> list[Row]:
         rows.append(("forwarder events/s / raw send() loop", _ratio(f["ratio"]), f">= {t['forwarder_ratio_min']}",
                      _ok(f["ratio"]["median"] >= t["forwarder_ratio_min"])))
     o = ph.get("outage")
-    if o:
+    if o and o["rss_growth_mb"] is not None:
         rows.append((f"receiver RSS during a {o['outage_s']:.0f} s outage", f"growth {o['rss_growth_mb']:.1f} MB",
                      "flat", _ok(o["flat"])))
     return rows
