@@ -1,6 +1,7 @@
 """Envelope -> lake rows (pure: no I/O). One ``Shape`` per table: which columns hold one value per
-event, which one per row, and the builder giving both as tuples (``consumers.lake.columns`` buffers
-them column-wise; ``Shape.dicts`` gives them as row dicts).
+event, which one per row, and the builder giving both as tuples (``consumers.lake.arrow_buffer`` turns
+them into Arrow chunks; ``Shape.dicts`` gives them as row dicts). For ``telemetry`` the worker's default
+is the native builder (``consumers.lake.native``); this one is the reference it is tested against.
 
 Besides the typed columns analysts query, every row keeps what a lake replay needs to give the
 payload back exactly (so a receiver recomputes the same ``event_id`` from it):
