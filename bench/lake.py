@@ -13,6 +13,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -21,11 +22,10 @@ from pathlib import Path
 
 import orjson
 
-from ingest.records import KafkaRecord as SpoolRecord
-from ingest.records import RecordBuilder
-from ingest.settings import IngestSettings
 from plumbing import kafka_clients
+from plumbing.settings import KafkaSettings
 from schemas import topics
+from schemas.envelope import Envelope
 from schemas.parse import parse_body
 from schemas.times import ms_to_iso
 
@@ -33,37 +33,43 @@ perf = time.perf_counter
 LAKE_TYPES = ("data", "state", "connectivity", "vehicle_data")
 
 
-def distinct_records(bodies: list[bytes], events: int, vins: int, prefix: str) -> list[SpoolRecord]:
+def distinct_records(bodies: list[bytes], events: int, vins: int, prefix: str) -> list[Envelope]:
     """N distinct events (every one its own event_id: the VIN and createdAt vary), as the forwarder
     publishes them. A lake worker's throughput on redelivered duplicates would say little."""
-    builder = RecordBuilder(prefix, None)
     base = [orjson.loads(b) for b in bodies]
     t0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: one day partition for the whole run
     now = int(time.time() * 1000)
-    out: list[SpoolRecord] = []
+    out: list[Envelope] = []
     for i in range(events):
         obj = dict(base[i % len(base)])
         obj["vin"] = f"5YJ3BENCH{i % vins:08d}"
         obj["createdAt"] = ms_to_iso(t0 + i * 10)
-        out.extend(builder.record(env)[0] for env in parse_body(orjson.dumps(obj), received_at_ms=now))
+        out.extend(parse_body(orjson.dumps(obj), received_at_ms=now))
     return out
 
 
-async def prefill(settings: IngestSettings, records: list[SpoolRecord]) -> dict:
-    from ingest.forward.forwarder import publish
-
-    await kafka_clients.ensure_topics(settings, topics.all_topics(settings.topic_prefix))
+async def prefill(settings: KafkaSettings, envelopes: list[Envelope]) -> dict[str, int]:
+    """Publish the envelopes by the wire contract (docs/internal-contracts.md: topic per type, key,
+    headers, the envelope JSON as value, created_at_ms as timestamp), with the receiver's producer config."""
+    prefix = settings.topic_prefix
+    await kafka_clients.ensure_topics(settings, topics.all_topics(prefix))
     producer = kafka_clients.make_producer(settings, role="bench-prefill")
     await producer.start()
     try:
-        for i in range(0, len(records), 5000):
-            await publish(producer, records[i : i + 5000])
+        for i in range(0, len(envelopes), 5000):
+            futures = [
+                await producer.send(topics.topic_for(env.type, prefix), value=env.to_json(),
+                                    key=topics.key_for(env), headers=topics.headers_for(env),
+                                    timestamp_ms=env.created_at_ms)
+                for env in envelopes[i : i + 5000]
+            ]
+            await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    return {"produced": len(records), "distinct_event_ids": len({dict(r.headers)["event_id"] for r in records})}
+    return {"produced": len(envelopes), "distinct_event_ids": len({env.event_id for env in envelopes})}
 
 
-async def raw(settings: IngestSettings, events: int, timeout_s: float) -> dict:
+async def raw(settings: KafkaSettings, events: int, timeout_s: float) -> dict:
     names = [topics.topic_for(t, settings.topic_prefix) for t in LAKE_TYPES]
     consumer = kafka_clients.make_consumer(settings, *names, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}")
     await consumer.start()
@@ -94,12 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--bodies", nargs="*", default=[])
     a = ap.parse_args(argv)
-    settings = IngestSettings(kafka=a.kafka, topic_prefix=a.prefix)
+    settings = KafkaSettings(kafka=a.kafka, topic_prefix=a.prefix)
     import uvloop
 
     if a.mode == "prefill":
-        records = distinct_records([Path(p).read_bytes() for p in a.bodies], a.events, a.vins, a.prefix)
-        res = uvloop.run(prefill(settings, records))
+        envelopes = distinct_records([Path(p).read_bytes() for p in a.bodies], a.events, a.vins, a.prefix)
+        res: dict[str, object] = uvloop.run(prefill(settings, envelopes))
     else:
         res = uvloop.run(raw(settings, a.events, a.timeout))
     sys.stdout.write(json.dumps(res) + "\n")

@@ -107,6 +107,12 @@ WORKER_LAG = Gauge(
     "tpipe_worker_lag_records", "Records behind the end of the partition", ["worker", "topic", "partition"],
     registry=REGISTRY,
 )
+LAKE_EVENTS_COMMITTED = Counter(
+    "tpipe_lake_events_committed_total",
+    "Events whose rows a lake table committed (with their Kafka offsets, in one Iceberg snapshot)",
+    ["table"],
+    registry=REGISTRY,
+)
 WORKER_COMMIT_SECONDS = Histogram(
     "tpipe_worker_commit_seconds",
     "Time to make one batch's effects durable and commit its offsets",

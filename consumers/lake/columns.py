@@ -1,4 +1,6 @@
-"""One table's buffered rows, held column-wise until a commit (``ColumnBuffer``).
+"""One table's buffered rows as Python tuples until converted (``ColumnBuffer``): the reference the
+worker's ``consumers.lake.arrow_buffer.ArrowBuffer`` is tested against, and ``_columns``, the tuples ->
+Arrow conversion both use for the per-event values.
 
 Each record adds one tuple of per-event values and, for tables with several rows per event
 (``telemetry``: one per field), one tuple per row (and where its event's rows start). A commit sorts

@@ -1,6 +1,7 @@
 """Envelope -> lake rows (pure: no I/O). One ``Shape`` per table: which columns hold one value per
-event, which one per row, and the builder giving both as tuples (``consumers.lake.columns`` buffers
-them column-wise; ``Shape.dicts`` gives them as row dicts).
+event, which one per row, and the builder giving both as tuples (``consumers.lake.arrow_buffer`` turns
+them into Arrow chunks; ``Shape.dicts`` gives them as row dicts). For ``telemetry`` the worker's default
+is the native builder (``consumers.lake.native``); this one is the reference it is tested against.
 
 Besides the typed columns analysts query, every row keeps what a lake replay needs to give the
 payload back exactly (so a receiver recomputes the same ``event_id`` from it):
@@ -154,6 +155,17 @@ _LONG_KINDS = frozenset({"long", "epoch_s"})
 _EMPTY_DATA_ROW: RowValues = (None,) * 9
 
 
+def telemetry_event(rec: WorkerRecord) -> tuple[EventValues, dict[str, Any]]:
+    """The per-event values of a ``data`` record (``SHAPES["telemetry"].event_columns`` order) and
+    its ``data`` object; raises ``PoisonRecordError`` when ``data`` is not an object. Shared by this
+    builder and the native one (``consumers.lake.native``)."""
+    payload = rec.envelope.payload
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise PoisonRecordError(f"data event without a data object (got {type(data).__name__})")
+    return (*_common(rec), _json({k: v for k, v in payload.items() if k != "data"})), data
+
+
 def _telemetry(rec: WorkerRecord) -> Built:
     """One row per field of a ``data`` event (null values kept as all-null value columns); an empty
     ``data`` object gives one row with ``field`` NULL, so the event is kept.
@@ -161,11 +173,7 @@ def _telemetry(rec: WorkerRecord) -> Built:
     The common value shapes (a float, bool, string or in-range int the catalog kind takes as it is)
     are written out here; they are exactly what ``coerce_value`` + ``_raw_unless_typed_tv`` give
     them (tests/test_lake_rows.py checks both ways agree). Everything else goes through those two."""
-    payload = rec.envelope.payload
-    data = payload.get("data")
-    if not isinstance(data, dict):
-        raise PoisonRecordError(f"data event without a data object (got {type(data).__name__})")
-    ev = (*_common(rec), _json({k: v for k, v in payload.items() if k != "data"}))
+    ev, data = telemetry_event(rec)
     if not data:
         return ev, [_EMPTY_DATA_ROW]
     kind_of = FIELD_KINDS.get

@@ -33,7 +33,7 @@ class LakeSettings(WorkerSettings, LakeCatalogSettings):
     """The telemetry worker: catalog + commit policy + dedup window."""
 
     metrics_port: int = Field(9101, ge=0, description="Prometheus /metrics port (0: off)")
-    commit_rows: int = Field(100_000, ge=1, description="commit a table once this many rows are buffered")
+    commit_rows: int = Field(500_000, ge=1, description="commit a table once this many rows are buffered")
     commit_interval_s: float = Field(5.0, gt=0, description="commit a table at least this often when it has work")
     dedup_cache_days: int = Field(
         4, ge=1, description="day partitions whose event_ids are kept in memory for dedup (others reload on demand)"
@@ -43,4 +43,9 @@ class LakeSettings(WorkerSettings, LakeCatalogSettings):
         20, ge=0,
         description="snapshots kept per table for time travel (expired once twice as many; the newest one "
         "storing each partition's offset is always kept); 0: never expire",
+    )
+    row_builder: Literal["native", "python"] = Field(
+        "native",
+        description="how telemetry rows are built: native (a batch at once, vectorised) or python (row by row, "
+        "the reference the native builder is tested against)",
     )

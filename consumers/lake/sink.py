@@ -41,11 +41,13 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from pyiceberg.table import Table
 
-from consumers.lake.columns import ColumnBuffer
-from consumers.lake.rows import PARTITION_AT, SHAPES, TOPIC_AT
+from consumers.lake.arrow_buffer import ArrowBuffer
+from consumers.lake.rows import SHAPES
 from consumers.lake.snapshots import encode_offsets, expire_snapshots, offsets_key, stored_offsets
 from consumers.lake.tables import TableDef
+from consumers.lake.writer import append_days
 from consumers.runtime import Failure, Offsets, RetryableError, WorkerRecord
+from plumbing import metrics
 
 log = logging.getLogger("consumers.lake")
 
@@ -120,6 +122,7 @@ class TableSink:
         dedup_days: int,
         commit_attempts: int,
         keep_snapshots: int = 0,
+        native: bool = True,
     ) -> None:
         self.tdef = tdef
         self.catalog = catalog
@@ -132,7 +135,7 @@ class TableSink:
         self.commit_attempts = commit_attempts
         self.keep_snapshots = keep_snapshots
         self.index = DayIndex(dedup_days)
-        self.buffer = ColumnBuffer(SHAPES[tdef.name])
+        self.buffer = ArrowBuffer(tdef.name, SHAPES[tdef.name], native=native)
         self._pending: dict[str, int] = {}  # event_id -> day, not yet committed
         self.offsets: Offsets = {}  # handled next offsets of this table's partitions
         self.durable: Offsets = {}  # next offsets stored in the table
@@ -142,12 +145,11 @@ class TableSink:
     # --- intake ------------------------------------------------------------------------------
     def add(self, records: list[WorkerRecord]) -> tuple[list[Failure], int]:
         """Buffer the rows of ``records``; returns (failures, duplicates skipped)."""
-        failures: list[Failure] = []
         dups = 0
         pending = self._pending
         last_day: int | None = None
         ids: set[str] = set()
-        buffer = self.buffer
+        fresh: list[WorkerRecord] = []
         for rec in records:
             env = rec.envelope
             # == rows.iso_to_us(created_at, created_at_ms) // _DAY_US (whose ms are always created_at_ms)
@@ -165,12 +167,11 @@ class TableSink:
             if eid in ids:
                 dups += 1
                 continue
-            try:
-                buffer.add(rec)
-            except Exception as exc:  # a record the lake cannot represent: dead-letter it
-                failures.append(Failure.from_exception(rec, exc))
-                continue
+            fresh.append(rec)
             pending[eid] = day
+        failures = self.buffer.add_batch(fresh)  # what the lake cannot represent is dead-lettered
+        for f in failures:
+            pending.pop(f.record.envelope.event_id, None)
         if pending:
             self._touch()
         return failures, dups
@@ -195,9 +196,9 @@ class TableSink:
         return time.monotonic() - self._dirty_since >= self.commit_interval_s
 
     # --- commit ------------------------------------------------------------------------------
-    def _arrow(self) -> pa.Table:
+    def _day_tables(self) -> list[tuple[int, pa.Table]]:
         # the table's own schema (its field ids), which may hold columns added by a newer version
-        return self.buffer.to_arrow(self.table.schema().as_arrow(), sort_by=("vin", "created_at"))
+        return self.buffer.day_tables(self.table.schema().as_arrow(), sort_by=("vin", "created_at"))
 
     def flush(self) -> int:
         """Commit the buffer with its offsets. Returns rows committed; raises ``RetryableError``."""
@@ -217,8 +218,8 @@ class TableSink:
                 self._done(stored)
                 return 0
             try:
-                tbl = self._arrow()
-                self.table.append(tbl, snapshot_properties={key: encode_offsets(ahead)})
+                events = self.buffer.events
+                rows = append_days(self.table, self._day_tables(), {key: encode_offsets(ahead)})
             except CommitFailedException as exc:
                 last_exc = exc
                 log.warning(
@@ -233,8 +234,9 @@ class TableSink:
             stored.update(ahead)
             self._done(stored)
             self.commits += 1
+            metrics.LAKE_EVENTS_COMMITTED.labels(self.tdef.name).inc(events)
             self._expire_snapshots()
-            return int(tbl.num_rows)
+            return rows
         raise RetryableError(f"lake commit to {self.tdef.name} kept conflicting: {last_exc}")
 
     def _expire_snapshots(self) -> None:
@@ -279,7 +281,7 @@ class TableSink:
         gone = {(tp.topic, tp.partition) for tp in partitions if tp.topic in self.topics}
         if not gone:
             return
-        if self.buffer.keep_events(lambda ev: (ev[TOPIC_AT], ev[PARTITION_AT]) not in gone):
+        if self.buffer.drop_partitions(gone):
             kept_ids = set(self.buffer.event_ids())
             self._pending = {e: d for e, d in self._pending.items() if e in kept_ids}
         for tp in list(self.offsets):
