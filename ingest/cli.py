@@ -20,10 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="manage webhook tokens (digests only are stored)")
-    token.add_argument("--tokens-file", type=Path, default=None, help=f"default: env TPIPE_TOKENS_FILE or {DEFAULT_TOKENS_FILE}")
+    token.add_argument("--tokens-file", type=Path, default=None, metavar="FILE",
+                       help=f"the tokens file (env TPIPE_TOKENS_FILE; default {DEFAULT_TOKENS_FILE})")
     tsub = token.add_subparsers(dest="token_cmd", required=True)
     new = tsub.add_parser("new", help="create a token; it is printed once and never stored")
-    new.add_argument("--label", default="")
+    new.add_argument("--label", default="", metavar="TEXT", help="a note to tell tokens apart in `tpipe token list`")
     new.set_defaults(func=_token_new)
     ls = tsub.add_parser("list", help="list tokens (ids, labels, dates; never the token)")
     ls.set_defaults(func=_token_list)
