@@ -88,7 +88,7 @@ class ProgressBar:
             return
         self._last = now
         done = min(self.done, self.total) if self.total else self.done
-        self._bar.update(self._task, completed=done, total=self.total or None, sent=self.sent)
+        self._bar.update(self._task, completed=done, total=self.total or None, sent=self.sent, refresh=force)
 
     def close(self) -> None:
         if self._bar is None:
