@@ -133,12 +133,13 @@ def register_lake(lake_sub: argparse._SubParsersAction) -> None:  # type: ignore
 
 def _run(args: argparse.Namespace) -> int:
     def body() -> None:
-        from consumers.lake.readonly import describe_lake
+        from consumers.lake.readonly import describe_lake, open_lake
         from consumers.stores import announce_store
 
         catalog_settings = settings_from_args(args.lake_settings_cls, args)
         sink = sink_from_args(args, settings_from_args(KafkaSettings, args))
         sel = selection_from_args(args)
+        open_lake(catalog_settings)  # a missing lake is an error before anything is sent
         announce_store("lake", describe_lake(catalog_settings))
         plan = asyncio.run(replay_lake(catalog_settings, sel, sink, rate=args.rate, show_progress=args.progress))
         render_lake_plan(plan, fmt=args.format)
