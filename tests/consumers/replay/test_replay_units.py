@@ -90,3 +90,21 @@ def test_rate_limiter_spaces_events() -> None:
 
     assert asyncio.run(run()) >= 0.19  # 10 intervals of 20 ms
     assert RateLimiter(None).interval == 0
+
+
+def test_seen_ids_first_copy_wins_and_memory_is_bounded_by_the_horizon() -> None:
+    from consumers.replay.dedup import SeenIds
+
+    h = 3_600_000
+    seen = SeenIds(horizon_ms=h)
+    a, b, c = "a" * 32, "b" * 32, "c" * 32
+    assert seen.first(a, 0) and seen.first(b, 10)
+    assert not seen.first(a, h - 1)  # a redelivery inside the horizon: left out, counted
+    assert seen.duplicates == 1
+    assert seen.first(c, 2 * h)  # the partition moved on: a and b are forgotten
+    assert len(seen) == 1
+    assert seen.first(a, 2 * h + 1)  # (a copy that late would be emitted again: the documented limit)
+    forever = SeenIds(horizon_ms=0)
+    for i in range(100):
+        assert forever.first(f"{i:032x}", i * h)
+    assert not forever.first(f"{0:032x}", 10**12) and len(forever) == 100
