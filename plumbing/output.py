@@ -3,9 +3,10 @@
 ``emit(columns, rows, fmt=...)`` takes the rows as dicts (column -> value; a row may hold more keys
 than the table shows, and JSON gets them all):
 
-* ``table`` on a terminal: a ``rich`` table (header rule, numbers right-aligned, the title above,
-  the caption below); when the output is not a terminal the same table as plain columns (no box,
-  no colour, never wrapped or cut), so ``| grep`` and ``| less`` see whole lines;
+* ``table`` on a terminal: a ``rich`` table (header rule, numbers right-aligned), its title on a line
+  above and its caption below; when the output is not a terminal the same table as plain columns
+  (no box, no colour, never wrapped or cut, no trailing blanks), so ``| grep`` and ``| less`` see
+  whole lines;
 * ``json``: one JSON array of the row dicts (times as ISO-8601 text, nested objects kept);
 * ``csv``: a header line and one line per row (the table's columns; nested values as JSON).
 
@@ -132,11 +133,9 @@ def emit(
         out.flush()
         return
     terminal = is_terminal(out)
-    table = Table(
-        title=title, caption=caption, box=box.SIMPLE_HEAD if terminal else None,
-        show_edge=terminal, pad_edge=terminal, header_style="bold" if terminal else None,
-        title_justify="left", caption_justify="left",
-    )
+    console = console_for(out)
+    table = Table(box=box.SIMPLE_HEAD if terminal else None, show_edge=terminal, pad_edge=terminal,
+                  header_style="bold" if terminal else None)
     for i, c in enumerate(columns):
         table.add_column(c, justify="right" if _numeric([v[i] for v in values]) else "left",
                          no_wrap=not terminal, overflow="fold")
@@ -148,5 +147,14 @@ def emit(
                 text = text[: max(max_width - 1, 0)] + "…"
             cells.append(Text(text))
         table.add_row(*cells)
-    console_for(out).print(table)
+    if title:
+        console.print(Text(title, style="bold" if terminal else ""))
+    if terminal:
+        console.print(table)
+    else:  # plain columns: no padding after the last one
+        with console.capture() as captured:
+            console.print(table)
+        out.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
+    if caption:
+        console.print(Text(caption, style="dim" if terminal else ""))
     out.flush()

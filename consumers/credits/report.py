@@ -31,7 +31,7 @@ DAY_MS = 86_400_000
 @dataclass
 class CreditReport:
     as_of_ms: int
-    as_of_source: str  # "--as-of", "newest event" or "now (empty ledger)"
+    as_of_source: str  # "--as-of", "newest event" or "now: the ledger is empty"
     since_ms: int  # first instant of the per-day and per-type tables
     until_ms: int  # their end (excluded)
     days: int
@@ -54,7 +54,7 @@ def build_report(store: CreditStore, *, days: int = 14, window_days: float = 7.0
     elif newest is not None:
         as_of, source = int(newest["created_at_ms"]), "newest event"
     else:
-        as_of, source = now_ms(), "now (empty ledger)"
+        as_of, source = now_ms(), "now: the ledger is empty"
     window_start = as_of - int(window_days * DAY_MS)
     window_cost = store.cost_between(window_start, as_of + 1)
     burn = window_cost / window_days if window_days > 0 else 0.0
@@ -100,7 +100,7 @@ def window_text(r: CreditReport) -> str:
     first = format_ms(r.since_ms)[:10]
     last = format_ms(r.until_ms - 1)[:10]
     end = {"newest event": "the newest event's day", "--as-of": "the --as-of day"}.get(r.as_of_source, "today")
-    return f"{first} to {last} (UTC; {r.days} days ending with {end})"
+    return f"{first} to {last} (UTC; {r.days} day{'s' if r.days != 1 else ''} ending with {end})"
 
 
 def summary_rows(r: CreditReport) -> list[tuple[str, str]]:

@@ -116,7 +116,7 @@ def _show_one(r: Any) -> None:
          title=f"dead letter {r.position}")
     print("\nreason:\n  " + r.reason.replace("\n", "\n  "))
     print("\nheaders:")
-    emit(["header", "value"], [{"header": k, "value": v} for k, v in r.header.items()])
+    emit(["header", "value"], [{"header": k, "value": v} for k, v in r.header.items() if k != "dlq_error"])
     print("\nvalue:")
     value = r.payload()
     if isinstance(value, str) or value is None:
@@ -145,8 +145,11 @@ def _redrive(args: argparse.Namespace) -> int:
                                timeout_s=args.http_timeout)
         plan = asyncio.run(plan_redrive(settings, _filter(args, args.id), to_topic=args.to_topic,
                                         to_url_shown=url_sink.shown_url if url_sink else None, force=args.force))
-        if not args.dry_run and plan.to_send:
-            plan = asyncio.run(execute_redrive(settings, plan, url_sink=url_sink, show_progress=args.progress))
+        if not args.dry_run:
+            if plan.to_send:
+                plan = asyncio.run(execute_redrive(settings, plan, url_sink=url_sink, show_progress=args.progress))
+            else:
+                plan.sent = 0
         _render_redrive(plan, args.format)
 
     return run_command("dlq redrive", body)
@@ -160,7 +163,10 @@ def _render_redrive(plan: Any, fmt: str) -> None:
     if fmt == "csv":
         emit(["dlq", "at", "worker", "error_type", "event_id", "action", "target", "note"], rows, fmt="csv")
         return
-    head = "DRY RUN: nothing was sent." if plan.sent is None else f"redriven: {plan.sent} record(s)."
+    if plan.sent is None:
+        head = "DRY RUN: nothing was sent."
+    else:
+        head = f"redriven: {plan.sent} record(s)." if plan.sent else "nothing to send."
     print(f"{head} selected {len(plan.items)}, to send {len(plan.to_send)}, skipped {len(plan.skipped)}",
           flush=True)
     if rows:
