@@ -107,6 +107,10 @@ def _console_value(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+#: extra fields that only repeat the message for other renderers (uvicorn's ANSI-coloured copy)
+_CONSOLE_HIDDEN = frozenset({"color_message"})
+
+
 class ConsoleFormatter(logging.Formatter):
     """One readable line per record: local time, level, logger, message, then ``key=value`` fields
     (values with spaces quoted as JSON strings); a traceback follows on its own lines."""
@@ -114,7 +118,9 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
         line = f"{stamp} {record.levelname:<7} {record.name}  {redact(record.getMessage())}"
-        fields = "  ".join(f"{k}={_console_value(v)}" for k, v in _extras(record).items())
+        fields = "  ".join(
+            f"{k}={_console_value(v)}" for k, v in _extras(record).items() if k not in _CONSOLE_HIDDEN
+        )
         if fields:
             line += "  " + fields
         if record.exc_info:
@@ -178,3 +184,5 @@ def configure_logging(level: str = "INFO", fmt: str | None = None) -> None:
         lg.handlers[:] = []
         lg.propagate = True
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    for name in ("httpx", "httpcore"):  # one INFO line per HTTP request (replay --to-url, readiness polls):
+        logging.getLogger(name).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
