@@ -61,7 +61,13 @@ def _filter(args: argparse.Namespace, ids: list[str] | None = None) -> Any:
 
 
 def _settings(args: argparse.Namespace) -> KafkaSettings:
-    return settings_from_args(KafkaSettings, args)
+    """The Kafka settings; says on stderr which DLQ the command reads."""
+    from consumers.stores import announce_store
+    from schemas.topics import dlq_topic
+
+    settings = settings_from_args(KafkaSettings, args)
+    announce_store("dead letters", f"{dlq_topic(settings.topic_prefix)} on {settings.kafka}")
+    return settings
 
 
 # --- list ---------------------------------------------------------------------------------------
