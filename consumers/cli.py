@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from consumers.command import UsageError, run_command
 from consumers.replay.selection import ReplayError
-from consumers.replay.text import columns, run_command
 from plumbing.cli_settings import add_settings_arguments, settings_from_args
+from plumbing.output import add_format_argument, emit
 from plumbing.settings import KafkaSettings
 
 __all__ = ["register"]
@@ -16,14 +17,20 @@ _TOPIC_FIELDS = {"topic_partitions", "topic_retention_ms"}
 
 
 def _run_reset(args: argparse.Namespace) -> int:
-    from consumers.replay.reset import format_plan, reset_group
+    from consumers.replay.reset import plan_rows, plan_title, reset_group
     from schemas.times import format_ms, parse_time_ms
 
     def body() -> None:
         settings = settings_from_args(KafkaSettings, args)
-        to: int | str = args.to.lower() if args.to.lower() in ("earliest", "latest") else parse_time_ms(args.to)
+        try:
+            to: int | str = args.to.lower() if args.to.lower() in ("earliest", "latest") else parse_time_ms(args.to)
+        except ValueError as exc:
+            raise UsageError(f"--to: {exc}") from None
         rows = asyncio.run(reset_group(settings, args.group, to, topics=args.topic or None, execute=args.execute))
-        print(format_plan(args.group, to if isinstance(to, str) else format_ms(to), rows, executed=args.execute))
+        title = plan_title(args.group, to if isinstance(to, str) else format_ms(to), executed=args.execute)
+        if args.format == "table":
+            print(title, flush=True)
+        emit(["topic", "partition", "current_offset", "new_offset"], plan_rows(rows), fmt=args.format)
 
     return run_command("consumers reset", body)
 
@@ -54,12 +61,13 @@ def _run_topics_list(args: argparse.Namespace) -> int:
     def body() -> None:
         infos = asyncio.run(list_topics(settings_from_args(KafkaSettings, args)))
         rows = [
-            (i.name, str(i.partitions), format_retention(i.retention_ms), f"{i.records:,}")
+            {"topic": i.name, "partitions": i.partitions, "retention": format_retention(i.retention_ms),
+             "retention_ms": i.retention_ms, "records": i.records, "exists": True}
             if i.exists
-            else (i.name, "-", "-", "(missing)")
+            else {"topic": i.name, "partitions": None, "retention": "-", "records": "(missing)", "exists": False}
             for i in infos
         ]
-        print(columns(("topic", "partitions", "retention", "records"), rows))
+        emit(["topic", "partitions", "retention", "records"], rows, fmt=args.format, null_text="-")
 
     return run_command("topics list", body)
 
@@ -75,12 +83,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "applies it. Refuses while the group has members, and for the lake (telemetry) worker, "
                     "whose position lives in the lake.",
     )
-    reset.add_argument("--group", required=True, help="consumer group, e.g. teslemetry.alerts")
+    reset.add_argument("--group", required=True, metavar="GROUP", help="consumer group, e.g. teslemetry.alerts")
     reset.add_argument("--to", required=True, metavar="T",
                        help="ISO-8601, epoch ms, relative (2h, 7d: ago), 'earliest' or 'latest'")
-    reset.add_argument("--topic", action="append", default=[],
+    reset.add_argument("--topic", action="append", default=[], metavar="TOPIC",
                        help="only these topics (repeatable; default: every topic the group has offsets for)")
     reset.add_argument("--execute", action="store_true", help="apply the plan (default: print it only)")
+    add_format_argument(reset)
     add_settings_arguments(reset, KafkaSettings)
     reset.set_defaults(func=_run_reset)
 
@@ -100,5 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_settings_arguments(create, KafkaSettings, skip=_TOPIC_FIELDS)
     create.set_defaults(func=_run_topics_create)
     lst = tsub.add_parser("list", help="the topics with partitions, retention and record counts")
+    add_format_argument(lst)
     add_settings_arguments(lst, KafkaSettings, skip=_TOPIC_FIELDS)
     lst.set_defaults(func=_run_topics_list)

@@ -12,8 +12,12 @@ import them from here)::
     │   ├── DeliveryError                      a sink could not deliver now; the notification stays pending
     │   ├── NotifyConfigError (ValueError)     a sink cannot be built from the configuration (no start)
     │   └── SecretError (ValueError)           a signing secret that cannot be used
-    └── ReplayError                            a replay, reset, topics or dlq command that cannot go on: the
-                                               CLI prints it and exits non-zero
+    ├── MetricsPortError                       a worker's metrics port cannot be bound (exit 2 before starting)
+    └── CommandError                           a command that cannot go on (``consumers.command.run_command``
+        │                                      prints it on one line; ``exit_code`` is the status, 1)
+        ├── ReplayError                        a replay, reset, topics or dlq command refuses (1)
+        ├── UsageError                         bad input on the command line (2)
+        └── StoreMissingError                  a read command's store does not exist; none is created (2)
 
 Any other exception escaping ``Worker.handle`` is treated as "some record in this batch is bad": the
 runtime retries the batch one record at a time and dead-letters the records that still raise.
@@ -22,9 +26,11 @@ runtime retries the batch one record at a time and dead-letters the records that
 from __future__ import annotations
 
 __all__ = [
+    "CommandError",
     "ConsumersError",
     "DeliveryError",
     "InvalidEventError",
+    "MetricsPortError",
     "NotifyConfigError",
     "NotifyError",
     "PoisonRecordError",
@@ -32,6 +38,8 @@ __all__ = [
     "RetryableError",
     "RulesError",
     "SecretError",
+    "StoreMissingError",
+    "UsageError",
     "WorkerError",
 ]
 
@@ -76,5 +84,27 @@ class SecretError(NotifyError, ValueError):
     """A signing secret that cannot be used (empty, or ``whsec_`` followed by something not base64)."""
 
 
-class ReplayError(ConsumersError):
-    """A replay, reset, topics or dlq command that cannot go on; the CLI prints it and exits non-zero."""
+class MetricsPortError(ConsumersError):
+    """The metrics port cannot be bound (another process holds it)."""
+
+
+class CommandError(ConsumersError):
+    """A command that cannot go on; ``exit_code`` is its status (1 unless a subclass says)."""
+
+    exit_code = 1
+
+
+class ReplayError(CommandError):
+    """A replay, reset, topics or dlq command that cannot go on; the CLI prints it and exits 1."""
+
+
+class UsageError(CommandError):
+    """Bad input on the command line (exit 2)."""
+
+    exit_code = 2
+
+
+class StoreMissingError(CommandError):
+    """A read command's store (database, catalog, table) does not exist (exit 2)."""
+
+    exit_code = 2

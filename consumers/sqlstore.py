@@ -6,13 +6,14 @@ synchronous transactions run in a thread (``asyncio.to_thread``); every effect o
 records is written in one transaction, and idempotency comes from unique keys plus
 ``insert_ignore`` (``INSERT .. ON CONFLICT DO NOTHING`` on both dialects).
 
-Also here: timestamp helpers (everything is stored as epoch milliseconds, UTC) and ``render_table``
-for the small report commands.
+Everything is stored as epoch milliseconds, UTC. The read commands open an existing database with
+``consumers.stores.open_existing_database`` (which never creates one) and print through
+``plumbing.output``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -26,7 +27,6 @@ __all__ = [
     "insert_ignore",
     "make_engine",
     "redact_url",
-    "render_table",
     "unseen_events",
 ]
 
@@ -102,35 +102,6 @@ def unseen_events(conn: Connection, id_column: Column[Any], events: Iterable[_Ev
 def redact_url(url: str) -> str:
     """The URL with its password hidden, for logs."""
     return make_url(url).render_as_string(hide_password=True)
-
-
-# --- output --------------------------------------------------------------------------------------
-
-
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A plain-text table (columns padded, numbers right-aligned) for the report commands."""
-    text_rows = [["" if v is None else str(v) for v in row] for row in rows]
-    numeric = [
-        all(_is_number(r[i]) for r in text_rows if r[i] != "") and any(r[i] != "" for r in text_rows)
-        for i in range(len(headers))
-    ]
-    widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(headers)]
-
-    def fmt(cells: Sequence[str]) -> str:
-        out = [c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
-        return "  ".join(out).rstrip()
-
-    lines = [fmt(list(headers)), "  ".join("-" * w for w in widths)]
-    lines.extend(fmt(r) for r in text_rows)
-    return "\n".join(lines)
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ import uvicorn
 
 from ingest.settings import IngestSettings
 from plumbing.cli_settings import add_settings_arguments, settings_from_args
+from plumbing.output import add_format_argument, emit
 
 DEFAULT_TOKENS_FILE = Path("var/tokens.json")
 
@@ -20,12 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="manage webhook tokens (digests only are stored)")
-    token.add_argument("--tokens-file", type=Path, default=None, help=f"default: env TPIPE_TOKENS_FILE or {DEFAULT_TOKENS_FILE}")
+    token.add_argument("--tokens-file", type=Path, default=None, metavar="FILE",
+                       help=f"the tokens file (env TPIPE_TOKENS_FILE; default {DEFAULT_TOKENS_FILE})")
     tsub = token.add_subparsers(dest="token_cmd", required=True)
     new = tsub.add_parser("new", help="create a token; it is printed once and never stored")
-    new.add_argument("--label", default="")
+    new.add_argument("--label", default="", metavar="TEXT", help="a note to tell tokens apart in `tpipe token list`")
     new.set_defaults(func=_token_new)
     ls = tsub.add_parser("list", help="list tokens (ids, labels, dates; never the token)")
+    add_format_argument(ls)
     ls.set_defaults(func=_token_list)
     rv = tsub.add_parser("revoke", help="revoke a token by id; receivers reload without restart")
     rv.add_argument("id")
@@ -60,10 +63,9 @@ def _token_list(args: argparse.Namespace) -> int:
     from ingest.tokens import TokensFile
 
     entries = TokensFile(_tokens_file(args)).load()
-    print(f"{'ID':<14} {'STATUS':<8} {'CREATED':<21} {'REVOKED':<21} LABEL")
-    for e in entries:
-        status = "active" if e.active else "revoked"
-        print(f"{e.id:<14} {status:<8} {e.created_at:<21} {e.revoked_at or '-':<21} {e.label}")
+    rows = [{"id": e.id, "status": "active" if e.active else "revoked", "created": e.created_at,
+             "revoked": e.revoked_at, "label": e.label} for e in entries]
+    emit(["id", "status", "created", "revoked", "label"], rows, fmt=args.format, null_text="-")
     return 0
 
 

@@ -113,10 +113,13 @@ def topic_configs(s: KafkaSettings) -> dict[str, str]:
     return configs
 
 
-async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int | None = None) -> list[str]:
+async def ensure_topics(
+    s: KafkaSettings, names: list[str], *, partitions: int | None = None, configs: dict[str, str] | None = None
+) -> list[str]:
     """Create the topics that are missing; returns the names created. Safe to call concurrently.
 
-    Existing topics are left as they are (the forwarder adapts to their timestamp bounds)."""
+    ``configs`` are added to ``topic_configs`` (e.g. ``cleanup.policy=compact``). Existing topics are
+    left as they are (the forwarder adapts to their timestamp bounds)."""
     admin = make_admin(s)
     try:
         await admin.start()
@@ -124,7 +127,7 @@ async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int |
         missing = [n for n in dict.fromkeys(names) if n not in existing]
         if not missing:
             return []
-        configs = topic_configs(s)
+        configs = {**topic_configs(s), **(configs or {})}
 
         def new_topics(topic_names: list[str], cfg: dict[str, str]) -> list[NewTopic]:
             return [

@@ -1,9 +1,12 @@
-"""Structured JSON logs with secrets redacted, for every tpipe process.
+"""Structured logs with secrets redacted, for every tpipe process.
 
-One formatter, installed once by ``configure_logging``. Every record leaves as one JSON line; the
-message and every extra field pass through ``redact`` so that webhook tokens (in query strings or
-``Authorization`` headers) and SASL passwords never reach a log line, whoever logged them
-(uvicorn, aiokafka, our own code).
+One handler, installed once by ``configure_logging``, in one of two formats: ``json`` (one JSON
+object per line: what services and log collectors want, the default when stderr is not a terminal)
+or ``console`` (``12:04:05.123 INFO  consumers.runtime  worker started  group=... topics=[...]``, the
+default on a terminal). In both the message and every extra field pass through ``redact`` so that
+webhook tokens (in query strings or ``Authorization`` headers) and SASL passwords never reach a log
+line, whoever logged them (uvicorn, aiokafka, our own code). Benign start-up noise from aiokafka is
+moved below warning by ``plumbing.log_noise``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,15 @@ def _clean(value: Any, key: str = "") -> Any:
     return value
 
 
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The record's extra fields (``extra={...}``), redacted."""
+    return {
+        key: _clean(value, key)
+        for key, value in record.__dict__.items()
+        if key not in _STD_ATTRS and not key.startswith("_")
+    }
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -83,12 +95,37 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": redact(record.getMessage()),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STD_ATTRS and not key.startswith("_"):
-                out[key] = _clean(value, key)
+        out.update(_extras(record))
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(out, default=str).decode()
+
+
+def _console_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and not any(c.isspace() or c in "\"=" for c in value) else orjson.dumps(value).decode()
+    return orjson.dumps(value, default=str).decode()
+
+
+#: extra fields that only repeat the message for other renderers (uvicorn's ANSI-coloured copy)
+_CONSOLE_HIDDEN = frozenset({"color_message"})
+
+
+class ConsoleFormatter(logging.Formatter):
+    """One readable line per record: local time, level, logger, message, then ``key=value`` fields
+    (values with spaces quoted as JSON strings); a traceback follows on its own lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
+        line = f"{stamp} {record.levelname:<7} {record.name}  {redact(record.getMessage())}"
+        fields = "  ".join(
+            f"{k}={_console_value(v)}" for k, v in _extras(record).items() if k not in _CONSOLE_HIDDEN
+        )
+        if fields:
+            line += "  " + fields
+        if record.exc_info:
+            line += "\n" + redact(self.formatException(record.exc_info))
+        return line
 
 
 class RedactingFilter(logging.Filter):
@@ -114,9 +151,30 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(level: str = "INFO") -> None:
+LOG_FORMATS = ("console", "json")
+
+
+def resolve_format(fmt: str | None = None) -> str:
+    """``fmt``, else ``TPIPE_LOG_FORMAT``, else ``console`` when stderr is a terminal and ``json`` otherwise."""
+    import os
+
+    chosen = (fmt or os.environ.get("TPIPE_LOG_FORMAT") or "").strip().lower()
+    if chosen in LOG_FORMATS:
+        return chosen
+    try:
+        return "console" if sys.stderr.isatty() else "json"
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return "json"
+
+
+def configure_logging(level: str = "INFO", fmt: str | None = None) -> None:
+    """Install the one handler on stderr: ``fmt`` (``console``/``json``; None: ``resolve_format``),
+    redaction, and the demotion of aiokafka's benign start-up noise."""
+    from plumbing.log_noise import BenignNoiseFilter
+
     handler = _StderrHandler()
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(ConsoleFormatter() if resolve_format(fmt) == "console" else JsonFormatter())
+    handler.addFilter(BenignNoiseFilter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -126,3 +184,5 @@ def configure_logging(level: str = "INFO") -> None:
         lg.handlers[:] = []
         lg.propagate = True
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    for name in ("httpx", "httpcore"):  # one INFO line per HTTP request (replay --to-url, readiness polls):
+        logging.getLogger(name).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)

@@ -121,6 +121,13 @@ WORKER_COMMIT_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+LAKE_VALUES_MISTYPED = Counter(
+    "tpipe_lake_values_mistyped_total",
+    "Telemetry values of a catalogued field that do not have the field's type (a number field sent as an "
+    "object or a word ...): kept in the lake (value_json/value_string), listed by the view mistyped_values",
+    ["field"], registry=REGISTRY,
+)
+
 # --- alerts and credits -----------------------------------------------------------------------
 NOTIFICATIONS = Counter(
     "tpipe_notifications_total",

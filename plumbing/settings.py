@@ -6,7 +6,7 @@ Each field is also an environment variable with the ``TPIPE_`` prefix (``TPIPE_K
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,26 +16,29 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class KafkaSettings(BaseSettings):
-    """How to reach Kafka. Secrets are ``SecretStr`` so they never print."""
+    """How to reach Kafka. Secrets are ``SecretStr`` so they never print (nor show in ``--help``)."""
 
     model_config = SettingsConfigDict(env_prefix="TPIPE_", extra="ignore")
+    #: title of these options in ``--help`` (``plumbing.cli_settings``)
+    cli_group: ClassVar[str] = "Kafka connection and topics"
 
-    kafka: str = Field("127.0.0.1:9092", description="bootstrap servers, comma separated")
-    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
-    kafka_sasl_mechanism: SaslMechanism | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: str | None = None
-    kafka_ssl_certfile: str | None = None
-    kafka_ssl_keyfile: str | None = None
-    kafka_ssl_check_hostname: bool = True
-    kafka_client_id: str = "tpipe"
+    kafka: str = Field("127.0.0.1:9092", description="bootstrap servers, comma separated",
+                       json_schema_extra={"metavar": "HOST:PORT"})
+    kafka_security_protocol: SecurityProtocol = Field("PLAINTEXT", description="how clients connect")
+    kafka_sasl_mechanism: SaslMechanism | None = Field(None, description="SASL mechanism (SASL_* protocols; PLAIN if unset)")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers (SSL protocols)")
+    kafka_ssl_certfile: str | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: str | None = Field(None, description="client certificate's key (mutual TLS)")
+    kafka_ssl_check_hostname: bool = Field(True, description="check the brokers' host names against their certificates")
+    kafka_client_id: str = Field("tpipe", description="client.id prefix (the role is appended)")
 
-    topic_prefix: str = "teslemetry"
-    topic_partitions: int = Field(3, ge=1)
-    topic_replication_factor: int = Field(1, ge=1)
+    topic_prefix: str = Field("teslemetry", description="topics are <prefix>.<event type>, <prefix>.dlq ...")
+    topic_partitions: int = Field(3, ge=1, description="partitions of topics tpipe creates")
+    topic_replication_factor: int = Field(1, ge=1, description="replication factor of topics tpipe creates")
     topic_retention_ms: int | None = Field(
-        None, description="retention.ms for topics tpipe creates (None: the broker's default)"
+        None, description="retention.ms for topics tpipe creates (unset: the broker's default; -1: forever)"
     )
     topic_max_message_bytes: int = Field(
         8 << 20, ge=1 << 20,

@@ -11,6 +11,14 @@ webhook body as received when it could not be parsed) and adds, all utf-8:
     dlq_source_partition  (workers) the partition it was read from
     dlq_source_offset     (workers) its offset there
     dlq_at_ms             when it was dead-lettered (epoch ms)
+
+Other headers a dead letter may carry: ``validation_errors`` (receiver, JSON list), ``received_at_ms``
+(receiver, a webhook body as received: no source topic, empty key), ``dlq_body_item`` (receiver: which
+event of the body), ``dlq_sink`` and ``notification_id`` (an undeliverable notification).
+
+``tpipe dlq redrive`` sends a record back without the dead-letter headers (``DLQ_ONLY_HEADERS``) and
+with ``dlq_redriven_from`` = ``<partition>:<offset>`` of the dead letter it came from; it records each
+redrive in the compacted topic ``<prefix>.dlq.redriven`` (key ``<partition>:<offset>``).
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ __all__ = [
     "DLQ_ERROR",
     "DLQ_ERROR_TYPE",
     "DLQ_HEADERS",
+    "DLQ_ONLY_HEADERS",
+    "DLQ_REDRIVEN_FROM",
     "DLQ_SOURCE_OFFSET",
     "DLQ_SOURCE_PARTITION",
     "DLQ_SOURCE_TOPIC",
@@ -48,6 +58,11 @@ DLQ_HEADERS = (
     DLQ_AT_MS,
 )
 MAX_REASON = 2000
+DLQ_REDRIVEN_FROM = "dlq_redriven_from"
+#: headers that describe the dead-lettering, not the record: dropped when a record is redriven
+DLQ_ONLY_HEADERS = frozenset(
+    {*DLQ_HEADERS, DLQ_REDRIVEN_FROM, "validation_errors", "received_at_ms", "dlq_body_item", "dlq_sink"}
+)
 
 
 def dlq_headers(

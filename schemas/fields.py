@@ -19,10 +19,12 @@ __all__ = [
     "FIELDS",
     "KINDS",
     "NULL",
+    "TYPED_KINDS",
     "FieldSpec",
     "TypedValue",
     "coerce_value",
     "field_kind",
+    "is_mistyped",
 ]
 
 #: Catalog kinds: target column(s) of a field.
@@ -211,3 +213,22 @@ def coerce_value(field: str, value: Any) -> TypedValue:
             return _location_str(value)
         return _infer(value)
     return _infer(value)  # enum, string, json, any
+
+
+#: Kinds whose values have a column of their own: a value that does not land there is *mistyped*
+#: (``is_mistyped``). Enum, string, json and any take every JSON type as it is.
+TYPED_KINDS = frozenset({"double", "long", "epoch_s", "bool", "location"})
+
+
+def is_mistyped(kind: str | None, tv: TypedValue) -> bool:
+    """True when a non-null value of a field of ``kind`` did not land in the kind's column(s): a
+    number field whose value is an object, a list, a bool or a non-numeric string; a bool field
+    whose value is not a bool (nor 0/1, "true"/"false"); a location without coordinates. Such a value
+    is kept (``value_json``/``value_string``/...) but a query over the kind's column skips it."""
+    if kind not in TYPED_KINDS or tv == NULL:
+        return False
+    if kind == "bool":
+        return tv.value_bool is None
+    if kind == "location":
+        return tv.latitude is None
+    return tv.value_double is None and tv.value_long is None

@@ -13,6 +13,7 @@ __all__ = [
     "HEADER_NAMES",
     "all_event_topics",
     "all_topics",
+    "dlq_redriven_topic",
     "dlq_topic",
     "headers_for",
     "key_for",
@@ -47,6 +48,11 @@ def topic_for(type: EventType | str, prefix: str) -> str:
 def dlq_topic(prefix: str) -> str:
     """``{prefix}.dlq``: records a consumer could not process (original value and headers)."""
     return f"{prefix}.dlq"
+
+
+def dlq_redriven_topic(prefix: str) -> str:
+    """``{prefix}.dlq.redriven`` (compacted): which dead letters ``tpipe dlq redrive`` sent back, and where."""
+    return f"{prefix}.dlq.redriven"
 
 
 def notifications_topic(prefix: str) -> str:

@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 #: command -> (help, modules whose ``register(subparsers)`` adds it, in order)
 COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -25,6 +26,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "alerts": ("active alerts and alert history", ("consumers.alerts.cli",)),
     "credits": ("the API credit ledger: balance and usage", ("consumers.credits.cli",)),
     "replay": ("replay history from Kafka to a topic, a file or a webhook URL", ("consumers.replay.cli",)),
+    "dlq": ("list, show, redrive and count dead-lettered records", ("consumers.dlq.cli",)),
     "consumers": ("consumer groups: reset offsets to a time", ("consumers.cli",)),
     "topics": ("create and list the contract's topics", ("consumers.cli",)),
 }
@@ -36,10 +38,17 @@ WORKERS: dict[str, tuple[str, str]] = {
 }
 
 
+#: top-level options (before the command word) that take a value
+_TOP_OPTIONS = ("--log-level", "--log-format")
+
+
 def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpipe", description="Teslemetry webhooks into Kafka and beyond.")
     parser.add_argument("--log-level", default=None, metavar="LEVEL",
-                        help="DEBUG, INFO, WARNING (env TPIPE_LOG_LEVEL; default INFO)")
+                        help="DEBUG, INFO, WARNING or ERROR (env TPIPE_LOG_LEVEL; default INFO)")
+    parser.add_argument("--log-format", default=None, choices=("console", "json"),
+                        help="console: readable lines; json: one JSON object per line (env TPIPE_LOG_FORMAT; "
+                             "default console when stderr is a terminal, else json)")
     return parser
 
 
@@ -49,10 +58,10 @@ def _command_of(argv: Sequence[str]) -> str | None:
     i = 0
     while i < len(args):
         a = args[i]
-        if a == "--log-level":
+        if a in _TOP_OPTIONS:
             i += 2
             continue
-        if a.startswith("--log-level="):
+        if a.startswith(tuple(o + "=" for o in _TOP_OPTIONS)):
             i += 1
             continue
         return a if a in COMMANDS else None
@@ -93,13 +102,42 @@ def _register_consume(sub: argparse._SubParsersAction, argv: Sequence[str]) -> N
             workers.add_parser(name, help=help_text)
 
 
+def _command_name(args: argparse.Namespace) -> str:
+    """``tpipe dlq list``-style name of the command that ran, for error lines."""
+    words = [args.command]
+    for key, value in vars(args).items():
+        if key != "command" and key.endswith(("_command", "_cmd", "worker")) and isinstance(value, str):
+            words.append(value)
+    return " ".join(["tpipe", *words])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     from plumbing.logs import configure_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
-    configure_logging(args.log_level or os.environ.get("TPIPE_LOG_LEVEL", "INFO"))
-    return int(args.func(args) or 0)
+    if args.log_format:  # child processes (the forwarder, `tpipe run`'s workers) log the same way
+        os.environ["TPIPE_LOG_FORMAT"] = args.log_format
+    configure_logging(args.log_level or os.environ.get("TPIPE_LOG_LEVEL", "INFO"), args.log_format)
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as exc:  # a flag or TPIPE_ variable with a value its setting refuses
+        print(f"{_command_name(args)}: error: {_settings_error(exc)}", file=sys.stderr)
+        return 2
+
+
+def _settings_error(exc: Any) -> str:
+    """One line per refused setting, naming its flag and variable; never the value (it may be a secret)."""
+    from plumbing.cli_settings import env_name, flag_name
+
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        where = f"{flag_name(field)} / {env_name(field)}: " if field else ""
+        parts.append(where + str(err["msg"]))
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ RUN_TOKEN_LABEL = "make-run"
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="run broker, receiver and workers locally (what `make run` does)")
-    p.add_argument("--var-dir", type=Path, default=Path("var"), help="where local state lives (default ./var)")
-    p.add_argument("--port", type=int, default=8080, help="receiver HTTP port")
-    p.add_argument("--kafka-port", type=int, default=9092)
-    p.add_argument("--kafka", default=None, help="use this Kafka instead of starting a local broker")
+    p.add_argument("--home", "--var-dir", dest="home", type=Path, default=None, metavar="DIR",
+                   help="state root: broker data, spool, tokens, lake and databases (env TPIPE_HOME; default ./var)")
+    p.add_argument("--port", type=int, default=8080, metavar="PORT", help="receiver HTTP port (default 8080)")
+    p.add_argument("--kafka-port", type=int, default=9092, metavar="PORT", help="local broker port (default 9092)")
+    p.add_argument("--kafka", default=None, metavar="HOST:PORT", help="use this Kafka instead of starting a local broker")
     p.add_argument("--no-workers", action="store_true", help="only broker and receiver")
     p.set_defaults(func=_run)
 
@@ -56,7 +57,7 @@ def _wait_ready(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout: fl
 def _run(args: argparse.Namespace) -> int:
     from localbroker import LocalBroker
 
-    var: Path = args.var_dir.resolve()
+    var: Path = Path(args.home or os.environ.get("TPIPE_HOME") or "var").expanduser().resolve()
     var.mkdir(parents=True, exist_ok=True)
     broker = None
     bootstrap = args.kafka
@@ -69,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     env = {
         **os.environ,
         "TPIPE_KAFKA": bootstrap,
+        "TPIPE_HOME": str(var),
         "TPIPE_TOKENS_FILE": str(var / "tokens.json"),
         "TPIPE_SPOOL_DIR": str(var / "spool"),
         "TPIPE_CATALOG_URI": f"sqlite:///{var / 'lake' / 'catalog.db'}",
@@ -94,6 +96,7 @@ teslemetry-pipeline is running
   webhook    {url}
   token      {token}        (new for this run; `tpipe token list` shows ids)
   workers    {', '.join(n for n in procs if n != 'receiver') or 'none'}
+  state      {var}   (read it from anywhere: TPIPE_HOME={var} tpipe alerts active)
   health     http://127.0.0.1:{args.port}/readyz   metrics http://127.0.0.1:{args.port}/metrics
 
 Try it:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from consumers.alerts.settings import AlertsSettings
+from consumers.command import UsageError, run_command
 from plumbing.cli_settings import add_settings_arguments, settings_from_args
+from plumbing.output import add_format_argument, emit
 
 if TYPE_CHECKING:
     from consumers.alerts.store import AlertStore
@@ -18,22 +19,19 @@ if TYPE_CHECKING:
 
 __all__ = ["build_worker", "parse_since", "register", "register_consume"]
 
-_DB_DEST = "cfg__alerts_db_url"
+_DB_FLAG = {"alerts_db_url": "db-url", "alert_rules": "rules"}
+_HOW_TO_SET = "--db-url or TPIPE_ALERTS_DB_URL"
 
 
-def _db_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--db-url", dest=_DB_DEST, default=None, metavar="URL",
-        help="alerts database URL (env TPIPE_ALERTS_DB_URL; default sqlite:///var/alerts.db)",
-    )
+def _db_flags(p: argparse.ArgumentParser) -> None:
+    """--db-url and --home (the read commands' only settings)."""
+    add_settings_arguments(p, AlertsSettings, rename=_DB_FLAG,
+                           skip=set(AlertsSettings.model_fields) - {"alerts_db_url", "home"})
 
 
 def register_consume(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("alerts", help="alerts + errors topics -> alerts database, notifications by rules")
-    _db_flag(p)
-    p.add_argument("--rules", dest="cfg__alert_rules", default=None, metavar="FILE",
-                   help="notification rules, YAML or JSON (env TPIPE_ALERT_RULES); default: Customer alerts")
-    add_settings_arguments(p, AlertsSettings, skip={"alerts_db_url", "alert_rules"})
+    add_settings_arguments(p, AlertsSettings, rename=_DB_FLAG)
     p.set_defaults(func=_consume)
 
 
@@ -57,8 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("alerts", help="show alerts from the alerts database")
     cmds = p.add_subparsers(dest="alerts_command", required=True, metavar="COMMAND")
     active = cmds.add_parser("active", help="alerts active now, per VIN")
-    _db_flag(active)
-    active.add_argument("--vin", default=None)
+    _db_flags(active)
+    active.add_argument("--vin", default=None, metavar="VIN", help="only this vehicle")
+    add_format_argument(active)
     active.set_defaults(func=_active)
     _add_listing(cmds, "history", "alert occurrences (newest first), with start and end", _history)
     _add_listing(cmds, "errors", "vehicle errors (newest first), with their tags", _errors)
@@ -69,10 +68,12 @@ def _add_listing(
 ) -> None:
     """A newest-first listing command: --db-url, --vin, --since, --limit."""
     p = cmds.add_parser(name, help=help)
-    _db_flag(p)
-    p.add_argument("--vin", default=None)
-    p.add_argument("--since", default=None, help="ISO time or a duration back from now: 90m, 24h, 7d")
-    p.add_argument("--limit", type=int, default=200)
+    _db_flags(p)
+    p.add_argument("--vin", default=None, metavar="VIN", help="only this vehicle")
+    p.add_argument("--since", default=None, metavar="TIME",
+                   help="ISO time or a duration back from now: 90m, 24h, 7d (default: all)")
+    p.add_argument("--limit", type=int, default=200, metavar="N", help="newest N rows (default 200)")
+    add_format_argument(p)
     p.set_defaults(func=func)
 
 
@@ -94,13 +95,16 @@ def parse_since(text: str | None, *, now: datetime | None = None) -> int | None:
 
 
 def _store(args: argparse.Namespace) -> AlertStore:
+    """The existing alerts database (never created here: ``consumers.stores``), announced on stderr."""
     from consumers.alerts.store import AlertStore
-    from consumers.sqlstore import make_engine
+    from consumers.sqlstore import redact_url
+    from consumers.stores import announce_store, open_existing_database, sqlite_file
 
-    settings = settings_from_args(AlertsSettings, args)
-    store = AlertStore(make_engine(settings.alerts_db_url))
-    store.create_tables()
-    return store
+    url = settings_from_args(AlertsSettings, args).alerts_db_url
+    engine = open_existing_database(url, what="alerts database", how_to_set=_HOW_TO_SET,
+                                    tables=("alert_occurrences", "vehicle_errors"))
+    announce_store("alerts database", str(sqlite_file(url) or redact_url(url)))
+    return AlertStore(engine)
 
 
 def _duration(start_ms: int, end_ms: int | None) -> str:
@@ -116,16 +120,17 @@ def _text(d: dict[str, str]) -> str:
 
 
 def _active(args: argparse.Namespace) -> int:
-    from consumers.sqlstore import render_table
+    def body() -> None:
+        rows = _store(args).active(vin=args.vin)
+        table = [
+            {**r, "alert": r["name"], "audiences": ",".join(r["audiences"]),
+             "notified": "yes" if r["notification_id"] else "", "description": _text(r["details"])}
+            for r in rows
+        ]
+        emit(["vin", "alert", "audiences", "started_at", "notified", "description"],
+             table if args.format != "json" else rows, fmt=args.format, caption=f"{len(rows)} active alert(s)")
 
-    rows = _store(args).active(vin=args.vin)
-    print(render_table(
-        ["vin", "alert", "audiences", "started_at", "notified", "description"],
-        [(r["vin"], r["name"], ",".join(r["audiences"]), r["started_at"], "yes" if r["notification_id"] else "",
-          _text(r["details"])) for r in rows],
-    ))
-    print(f"{len(rows)} active alert(s)")
-    return 0
+    return run_command("alerts active", body)
 
 
 def _print_listing(
@@ -136,17 +141,17 @@ def _print_listing(
     noun: str,
 ) -> int:
     """A listing command's body: --since parsed (2 when it is not a time), rows fetched and printed."""
-    from consumers.sqlstore import render_table
 
-    try:
-        since = parse_since(args.since)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    rows = fetch(_store(args), since)
-    print(render_table(headers, [cells(r) for r in rows]))
-    print(f"{len(rows)} {noun}")
-    return 0
+    def body() -> None:
+        try:
+            since = parse_since(args.since)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        rows = fetch(_store(args), since)
+        shown = rows if args.format == "json" else [dict(zip(headers, cells(r), strict=True)) for r in rows]
+        emit(headers, shown, fmt=args.format, caption=f"{len(rows)} {noun}")
+
+    return run_command(f"alerts {args.alerts_command}", body)
 
 
 def _history(args: argparse.Namespace) -> int:

@@ -313,9 +313,11 @@ class CreditStore:
             eod[day] = int(balance)
         return [{"day": d, "events": int(n), "cost": int(c), "balance": eod.get(d)} for d, n, c in rows]
 
-    def usage_by_type(self, since_ms: int | None = None) -> list[dict[str, Any]]:
+    def usage_by_type(self, since_ms: int | None = None, until_ms: int | None = None) -> list[dict[str, Any]]:
         t = credit_events
         cond = [t.c.created_at_ms >= since_ms] if since_ms is not None else []
+        if until_ms is not None:
+            cond.append(t.c.created_at_ms < until_ms)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(t.c.type, func.count(), func.coalesce(func.sum(t.c.cost), 0))

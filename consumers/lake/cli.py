@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from consumers.command import UsageError, run_command
 from plumbing.cli_settings import add_settings_arguments, settings_from_args
+from plumbing.output import add_format_argument, emit
+
+if TYPE_CHECKING:
+    from consumers.lake.settings import LakeCatalogSettings
 
 
 def register_consume(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,52 +47,75 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     )
 
     p = lake_sub.add_parser("latest", help="latest value of every field of one vehicle")
-    p.add_argument("vin")
+    p.add_argument("vin", metavar="VIN")
+    add_format_argument(p)
     add_settings_arguments(p, LakeCatalogSettings)
     p.set_defaults(func=_latest)
 
     q = lake_sub.add_parser(
-        "sql", help="run DuckDB SQL over the views telemetry, vehicle_state, vehicle_data",
-        description="The views are deduplicated by event_id. Tables are read through Arrow; "
-        "--vin/--since narrow what is read.",
+        "sql", help="run DuckDB SQL over the views telemetry, vehicle_state, vehicle_data, mistyped_values",
+        description="The views telemetry, vehicle_state and vehicle_data are deduplicated by event_id; "
+        "mistyped_values lists telemetry values whose type is not their field's (a number sent as an object "
+        "...). Tables are read through Arrow; --vin/--since narrow what is read.",
     )
-    q.add_argument("query", help='e.g. "SELECT vin, count(*) FROM telemetry GROUP BY vin"')
-    q.add_argument("--vin", default=None, help="read only this vehicle's rows")
-    q.add_argument("--since", default=None, help="read only rows created at or after this ISO time")
-    q.add_argument("--max-width", type=int, default=60, help="cut cells longer than this")
+    q.add_argument("query", metavar="SQL", help='e.g. "SELECT vin, count(*) FROM telemetry GROUP BY vin"')
+    q.add_argument("--vin", default=None, metavar="VIN", help="read only this vehicle's rows")
+    q.add_argument("--since", default=None, metavar="TIME", help="read only rows created at or after this ISO time")
+    q.add_argument("--max-width", type=int, default=60, metavar="N", help="cut table cells longer than this (default 60)")
+    add_format_argument(q)
     add_settings_arguments(q, LakeCatalogSettings)
     q.set_defaults(func=_sql)
     return lake_sub
 
 
+def _announce(settings: LakeCatalogSettings) -> None:
+    from consumers.lake.readonly import describe_lake
+    from consumers.stores import announce_store
+
+    announce_store("lake", describe_lake(settings))
+
+
 def _latest(args: argparse.Namespace) -> int:
-    from consumers.lake.query import format_table, latest
+    from consumers.lake.query import latest
     from consumers.lake.settings import LakeCatalogSettings
 
-    cols, rows = latest(settings_from_args(LakeCatalogSettings, args), args.vin)
-    if not rows:
-        print(f"no data for {args.vin}", file=sys.stderr)
-        return 1
-    print(format_table(cols, rows))
-    return 0
+    def body() -> int:
+        settings = settings_from_args(LakeCatalogSettings, args)
+        cols, rows = latest(settings, args.vin)
+        _announce(settings)
+        if not rows:
+            print(f"tpipe lake latest: no data for {args.vin}", file=sys.stderr)
+            return 1
+        emit(cols, rows, fmt=args.format)
+        return 0
+
+    return run_command("lake latest", body)
 
 
 def _sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from consumers.lake.query import connect, format_table, run_sql
+    from consumers.lake.query import connect, run_sql
     from consumers.lake.settings import LakeCatalogSettings
 
-    since = None
-    if args.since:
-        since = datetime.fromisoformat(args.since)
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-    con = connect(settings_from_args(LakeCatalogSettings, args), vin=args.vin, since=since)
-    try:
-        cols, rows = run_sql(con, args.query)
-    except duckdb.Error as exc:
-        print(f"query failed: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(cols, rows, max_width=args.max_width))
-    return 0
+    def body() -> None:
+        since = None
+        if args.since:
+            try:
+                since = datetime.fromisoformat(args.since)
+            except ValueError:
+                raise UsageError(f"--since: not an ISO time: {args.since!r}") from None
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)
+        settings = settings_from_args(LakeCatalogSettings, args)
+        con = connect(settings, vin=args.vin, since=since)
+        _announce(settings)
+        try:
+            cols, rows = run_sql(con, args.query)
+        except duckdb.Error as exc:
+            raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+        n = len(rows)
+        emit(cols, rows, fmt=args.format, null_text="NULL",
+             max_width=args.max_width, caption=f"({n} row{'s' if n != 1 else ''})")
+
+    return run_command("lake sql", body)

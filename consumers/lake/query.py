@@ -7,6 +7,14 @@ and ``vehicle_data`` keep one row per ``(event_id, field)`` / ``event_id`` (the 
 position wins), so a duplicate that slipped past the writer's dedup is never visible. The
 ``telemetry`` view leaves out the rows with ``field`` NULL (they only keep events whose ``data``
 object was empty, for the lake replay); ``_raw_telemetry`` has them.
+
+The view ``mistyped_values`` lists the telemetry values of catalogued fields that do not have their
+field's type (``schemas.fields.is_mistyped``: a number field sent as an object, a bool field sent as
+a word, a location without coordinates): the value as sent (JSON), the kind expected and the JSON
+type it came as. The writer counts the same values in ``tpipe_lake_values_mistyped_total{field}``.
+
+The tables are opened with ``consumers.lake.readonly.open_lake``: reading never creates a catalog or
+a table; a missing lake is a ``StoreMissingError``.
 """
 
 from __future__ import annotations
@@ -19,10 +27,31 @@ import duckdb
 import pyarrow as pa
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThanOrEqual
 
+from consumers.lake.readonly import open_lake
 from consumers.lake.settings import LakeCatalogSettings
-from consumers.lake.tables import TABLES, load_tables, open_catalog
+from consumers.lake.tables import TABLES
+from schemas.fields import FIELDS, TYPED_KINDS
 
 VIEWS = tuple(t.name for t in TABLES)
+
+#: telemetry values whose JSON type is not their catalogued field's (same rule as ``is_mistyped``)
+MISTYPED_SQL = f"""
+CREATE VIEW mistyped_values AS
+SELECT t.vin, t.created_at, t.field, k.kind AS expected,
+       CASE WHEN t.value_json LIKE '{{%' THEN 'object' WHEN t.value_json IS NOT NULL THEN 'array'
+            WHEN t.value_string IS NOT NULL THEN 'string' WHEN t.value_bool IS NOT NULL THEN 'bool'
+            ELSE 'number' END AS sent_as,
+       coalesce(t.value_raw, t.value_json, to_json(t.value_string)::VARCHAR, CAST(t.value_bool AS VARCHAR),
+                CAST(t.value_long AS VARCHAR), CAST(t.value_double AS VARCHAR)) AS value,
+       t.event_id, t.kafka_topic, t.kafka_partition, t.kafka_offset
+FROM telemetry t JOIN _field_kinds k ON k.field = t.field
+WHERE k.kind IN ({", ".join(repr(k) for k in sorted(TYPED_KINDS))})
+  AND (t.value_double IS NOT NULL OR t.value_long IS NOT NULL OR t.value_bool IS NOT NULL
+       OR t.value_string IS NOT NULL OR t.value_json IS NOT NULL OR t.latitude IS NOT NULL)
+  AND CASE k.kind WHEN 'bool' THEN t.value_bool IS NULL
+                  WHEN 'location' THEN t.latitude IS NULL
+                  ELSE t.value_double IS NULL AND t.value_long IS NULL END
+"""
 
 
 def _filter(vin: str | None, since: datetime | None) -> BooleanExpression:
@@ -38,9 +67,9 @@ def connect(
     settings: LakeCatalogSettings, *, vin: str | None = None, since: datetime | None = None,
     tables: Sequence[str] = VIEWS,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the deduplicating views over the lake tables (empty if missing)."""
-    catalog = open_catalog(settings)
-    existing = load_tables(catalog, settings.namespace)
+    """An in-memory DuckDB with the deduplicating views over the lake tables (a table not created yet
+    reads as empty) and ``mistyped_values``. Raises ``StoreMissingError`` when there is no lake."""
+    existing = open_lake(settings)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     row_filter = _filter(vin, since)
@@ -61,6 +90,10 @@ def connect(
             f"QUALIFY row_number() OVER (PARTITION BY {keys} "
             f"ORDER BY kafka_topic, kafka_partition, kafka_offset) = 1"
         )
+    if "telemetry" in tables:
+        kinds = pa.table({"field": list(FIELDS), "kind": [f.kind for f in FIELDS.values()]})
+        con.register("_field_kinds", kinds)
+        con.execute(MISTYPED_SQL)
     return con
 
 
@@ -105,28 +138,3 @@ def latest(settings: LakeCatalogSettings, vin: str) -> tuple[list[str], list[tup
     rel = con.execute(LATEST_SQL, {"vin": vin})
     cols = [d[0] for d in rel.description]
     return cols, rel.fetchall()
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return "NULL"
-    if isinstance(v, float):
-        return f"{v:.10g}"
-    if isinstance(v, datetime):
-        return v.isoformat().replace("+00:00", "Z")
-    return str(v)
-
-
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: int = 60) -> str:
-    """A plain text table (column widths fit the data, long cells cut with an ellipsis)."""
-    cells = [[_cell(v) for v in r] for r in rows]
-    cells = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in r] for r in cells]
-    widths = [len(c) for c in columns]
-    for r in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, r, strict=True)]
-    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [line, "| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + " |", line]
-    out += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
-    out.append(line)
-    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
-    return "\n".join(out)

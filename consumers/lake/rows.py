@@ -29,7 +29,8 @@ from typing import Any
 import orjson
 
 from consumers.runtime import PoisonRecordError, WorkerRecord
-from schemas.fields import FIELD_KINDS, TypedValue, coerce_value
+from plumbing.metrics import LAKE_VALUES_MISTYPED
+from schemas.fields import FIELD_KINDS, TYPED_KINDS, TypedValue, coerce_value, is_mistyped
 from schemas.times import iso_to_us
 
 Row = dict[str, Any]
@@ -200,6 +201,8 @@ def _telemetry(rec: WorkerRecord) -> Built:
             append((name, None, value, None, None, None, None, None, None))
             continue
         tv = coerce_value(name, value)
+        if kind in TYPED_KINDS and is_mistyped(kind, tv):  # the fast paths above are all well typed
+            LAKE_VALUES_MISTYPED.labels(name).inc()
         append((name, *tv, _raw_unless_typed_tv(value, tv)))
     return ev, out
 

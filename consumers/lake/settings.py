@@ -2,37 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
 
 from consumers.runtime.settings import WorkerSettings
+from plumbing.home import HomeSettings, sqlite_url
 
 
-class LakeCatalogSettings(BaseSettings):
-    """Where the lake lives. Used by the worker and by ``tpipe lake latest|sql``."""
+class LakeCatalogSettings(HomeSettings):
+    """Where the lake lives. Used by the worker and by ``tpipe lake latest|sql|replay``.
 
-    model_config = SettingsConfigDict(env_prefix="TPIPE_", extra="ignore")
+    ``catalog_uri`` and ``warehouse`` default to ``<home>/lake/catalog.db`` and ``<home>/lake/warehouse``
+    (``plumbing.home``), made absolute."""
+
+    cli_group: ClassVar[str] = "lake catalog"
 
     catalog_type: Literal["sql", "rest"] = Field("sql", description="sql (SQLite/PostgreSQL URL) or rest")
     catalog_uri: str = Field(
-        "sqlite:///var/lake/catalog.db",
+        "",
         description="SQLAlchemy URL (sqlite:///..., postgresql+psycopg2://...) or the REST catalog URL",
+        json_schema_extra={"default_text": "sqlite:///<home>/lake/catalog.db"},
     )
     catalog_name: str = Field("tpipe", description="catalog name (rows of the SQL catalog are keyed by it)")
-    warehouse: str = Field("var/lake/warehouse", description="warehouse folder or URI (s3://bucket/path)")
+    warehouse: str = Field(
+        "", description="warehouse folder or URI (s3://bucket/path)",
+        json_schema_extra={"metavar": "PATH", "default_text": "<home>/lake/warehouse"},
+    )
     catalog_property: list[str] = Field(
         default_factory=list,
-        description="extra catalog/FileIO property KEY=VALUE, e.g. s3.endpoint=http://minio:9000",
+        description="extra catalog/FileIO property, e.g. s3.endpoint=http://minio:9000",
+        json_schema_extra={"metavar": "KEY=VALUE"},
     )
     namespace: str = Field("lake", description="Iceberg namespace of the tables")
+
+    @model_validator(mode="after")
+    def _default_paths(self) -> LakeCatalogSettings:
+        if not self.catalog_uri:
+            self.catalog_uri = sqlite_url(self.home_path("lake", "catalog.db"))
+        if not self.warehouse:
+            self.warehouse = str(self.home_path("lake", "warehouse"))
+        return self
 
 
 class LakeSettings(WorkerSettings, LakeCatalogSettings):
     """The telemetry worker: catalog + commit policy + dedup window."""
 
-    metrics_port: int = Field(9101, ge=0, description="Prometheus /metrics port (0: off)")
+    cli_group: ClassVar[str] = "lake writer"
+
+    metrics_port: int = Field(9101, ge=0, description="Prometheus /metrics port (0: a free port, printed at start)")
     commit_rows: int = Field(500_000, ge=1, description="commit a table once this many rows are buffered")
     commit_interval_s: float = Field(5.0, gt=0, description="commit a table at least this often when it has work")
     dedup_cache_days: int = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +20,7 @@ class NotifySettings(BaseSettings):
     """Where notifications go. The HTTP sink is on when ``notify_http_url`` is set."""
 
     model_config = SettingsConfigDict(env_prefix="TPIPE_", extra="ignore")
+    cli_group: ClassVar[str] = "notifications"
 
     notify_log: bool = Field(True, description="log each notification")
     notify_kafka: bool = Field(True, description="publish notifications to <prefix>.notifications")

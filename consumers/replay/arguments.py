@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from consumers.replay.dedup import DEFAULT_HORIZON_MS
 from consumers.replay.selection import ReplayError, Selection
 from consumers.replay.sinks import FileSink, Sink, TopicSink, UrlSink
+from plumbing.output import add_format_argument
 from plumbing.settings import KafkaSettings
 from schemas.times import parse_duration_ms, parse_time_ms
 
@@ -31,21 +33,26 @@ def add_selection_arguments(p: argparse.ArgumentParser, *, kafka: bool) -> None:
                          help="how late an event may arrive relative to later-created ones of its partition: "
                               "reading starts at from - slack and stops at the first record created after "
                               "to + slack (default 1h)")
+        sel.add_argument("--dedup-horizon", default="24h", metavar="DURATION",
+                         help="an event_id is emitted once; its redelivered copies are recognised while the "
+                              "partition shows records received less than this after the first copy "
+                              "(default 24h, Teslemetry's redelivery window; 0: for the whole window)")
     out = p.add_argument_group("target (one of them, or --dry-run)")
     target = out.add_mutually_exclusive_group()
     target.add_argument("--to-topic", metavar="NAME", help="re-publish the records to this Kafka topic")
     target.add_argument("--to-file", metavar="PATH", help="write envelope JSON lines to PATH ('-': stdout)")
     target.add_argument("--to-url", metavar="URL",
                         help="POST each event's payload (Teslemetry format) to a webhook receiver")
-    out.add_argument("--token", default=None,
+    out.add_argument("--token", default=None, metavar="TOKEN",
                      help="bearer token for --to-url (env TPIPE_REPLAY_TOKEN; prefer it: flags show in ps)")
     out.add_argument("--http-timeout", type=float, default=30.0, metavar="SECONDS", help="per request, --to-url")
     out.add_argument("--dry-run", action="store_true",
-                     help="print per-partition offset ranges and the count of matching events (reads the "
-                          "ranges to count them), send nothing")
+                     help="print per-partition offset ranges, the records read and the distinct matching "
+                          "events (reads the ranges to count them), send nothing")
     out.add_argument("--rate", type=float, default=None, metavar="N", help="at most N events per second")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar on stderr (default: only when stderr is a terminal)")
+    add_format_argument(out)
 
 
 def selection_from_args(args: argparse.Namespace) -> Selection:
@@ -53,9 +60,12 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
         from_ms = parse_time_ms(args.from_time) if args.from_time else None
         to_ms = parse_time_ms(args.to_time) if args.to_time else None
         slack_ms = parse_duration_ms(getattr(args, "slack", "0") or "0")
+        horizon = getattr(args, "dedup_horizon", None)
+        horizon_ms = DEFAULT_HORIZON_MS if horizon is None else parse_duration_ms(horizon)
     except ValueError as exc:
         raise ReplayError(str(exc)) from None
-    return Selection.build(types=args.types, from_ms=from_ms, to_ms=to_ms, vins=args.vin, slack_ms=slack_ms)
+    return Selection.build(types=args.types, from_ms=from_ms, to_ms=to_ms, vins=args.vin, slack_ms=slack_ms,
+                           dedup_horizon_ms=horizon_ms)
 
 
 def sink_from_args(args: argparse.Namespace, settings: KafkaSettings) -> Sink | None:

@@ -1,20 +1,39 @@
-"""Run a replay: resolve the ranges, then either count (dry run) or deliver to a sink."""
+"""Run a replay from Kafka: resolve the ranges, then count them (dry run) or deliver to a sink.
+
+The functions return data (``KafkaPlan``: the offset ranges, records read, distinct events,
+redelivered copies left out) and print nothing; ``render_kafka_plan`` is the CLI's rendering, and
+the operator console can call the same functions.
+"""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator, Sequence
-from typing import TextIO
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 from consumers.replay.kafka_source import KafkaSource, PartitionRange
 from consumers.replay.progress import Progress, RateLimiter
 from consumers.replay.selection import ReplayEvent, Selection
 from consumers.replay.sinks import Sink
-from consumers.replay.text import columns
+from plumbing.output import emit, emit_json
 from plumbing.settings import KafkaSettings
 from schemas.times import format_ms
 
-__all__ = ["deliver", "describe_selection", "format_ranges", "replay_kafka"]
+__all__ = ["KafkaPlan", "deliver", "describe_selection", "plan_kafka", "render_kafka_plan", "replay_kafka",
+           "selection_dict"]
+
+
+def selection_dict(sel: Selection, *, slack: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "from": None if sel.from_ms is None else format_ms(sel.from_ms),
+        "to": format_ms(sel.to_ms),
+        "types": [t.value for t in sel.types],
+        "vins": sorted(sel.vins),
+    }
+    if slack:
+        out["slack_s"] = sel.slack_ms // 1000
+        out["dedup_horizon_s"] = sel.dedup_horizon_ms // 1000
+    return out
 
 
 def describe_selection(sel: Selection, *, slack: bool = True) -> str:
@@ -27,22 +46,49 @@ def describe_selection(sel: Selection, *, slack: bool = True) -> str:
     return f"{window}\nvins: {vins}\ntypes: {types}"
 
 
-def format_ranges(ranges: Sequence[PartitionRange], *, counted: bool) -> str:
-    """A table: topic, partition, start offset, end offset, records read, matching events."""
-    head = ("topic", "partition", "start_offset", "end_offset", "stopped_at", "records_read", "events")
-    rows = [
-        (
-            r.topic,
-            str(r.partition),
-            str(r.start),
-            str(r.end),
-            "-" if r.stopped_at is None else str(r.stopped_at),
-            str(r.scanned) if counted else "?",
-            str(r.matched) if counted else "?",
-        )
-        for r in ranges
-    ]
-    return columns(head, rows)
+@dataclass
+class KafkaPlan:
+    """What a Kafka replay read (or, for a dry run, would send): its ranges and counts."""
+
+    selection: Selection
+    ranges: list[PartitionRange] = field(default_factory=list)
+    missing_topics: list[str] = field(default_factory=list)
+    sent: int | None = None  # events delivered (None: a dry run)
+    sink_summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def events(self) -> int:
+        """Distinct events selected: what a replay sends."""
+        return sum(r.matched for r in self.ranges)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self.ranges)
+
+    @property
+    def records_read(self) -> int:
+        return sum(r.scanned for r in self.ranges)
+
+    @property
+    def invalid(self) -> int:
+        return sum(r.invalid for r in self.ranges)
+
+    def range_rows(self) -> list[dict[str, Any]]:
+        return [
+            {"topic": r.topic, "partition": r.partition, "start_offset": r.start, "end_offset": r.end,
+             "stopped_at": r.stopped_at, "records_read": r.scanned, "events": r.matched,
+             "duplicates": r.duplicates}
+            for r in self.ranges
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.sent is None, "selection": selection_dict(self.selection),
+            "missing_topics": self.missing_topics, "ranges": self.range_rows(), "events": self.events,
+            "duplicates": self.duplicates, "records_in_window": self.events + self.duplicates,
+            "records_read": self.records_read, "undecodable": self.invalid, "sent": self.sent,
+            **({"target": self.sink_summary} if self.sink_summary else {}),
+        }
 
 
 async def deliver(
@@ -71,39 +117,65 @@ async def replay_kafka(
     *,
     rate: float | None = None,
     show_progress: bool | None = None,
-    out: TextIO | None = None,
     err: TextIO | None = None,
-) -> tuple[int, list[PartitionRange]]:
-    """Replay ``sel`` from Kafka to ``sink``; ``sink=None`` is a dry run that only counts.
+) -> KafkaPlan:
+    """Replay ``sel`` from Kafka to ``sink``; ``sink=None`` is a dry run that reads and counts only.
 
-    Returns (events matched, the ranges read). The dry-run report goes to ``out`` (stdout), the
-    progress bar and the closing summary to ``err`` (stderr).
-    """
-    out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
+    The progress bar (only on a terminal unless ``show_progress``) goes to ``err`` (stderr)."""
+    plan = KafkaPlan(sel)
     async with KafkaSource(settings, sel) as src:
-        ranges = await src.plan()
-        progress = Progress(sum(r.size for r in ranges), label="dry run" if sink is None else "replay",
+        plan.ranges = await src.plan()
+        plan.missing_topics = list(src.missing_topics)
+        progress = Progress(sum(r.size for r in plan.ranges), label="dry run" if sink is None else "replay",
                             stream=err, enabled=show_progress)
         if sink is None:
             async for _ev in src.events(progress):
                 progress.add_sent()
             progress.close()
         else:
-            await deliver(src.events(progress), sink, rate=rate, progress=progress)
-    matched = sum(r.matched for r in ranges)
-    invalid = sum(r.invalid for r in ranges)
-    if sink is None:
-        print("DRY RUN: nothing was sent. The event count comes from reading every range below", file=out)
-        print("(a partition's read stops early at the first record created after to + slack).", file=out)
-        print(describe_selection(sel), file=out)
-        if src.missing_topics:
-            print(f"topics that do not exist (no history): {', '.join(src.missing_topics)}", file=out)
-        print(format_ranges(ranges, counted=True), file=out)
-        print(f"matching events: {matched}" + (f" (skipped {invalid} undecodable records)" if invalid else ""),
-              file=out)
-    else:
-        summary = ", ".join(f"{k}={v}" for k, v in sink.summary().items())
-        print(f"replayed {matched} events ({summary}); read {sum(r.scanned for r in ranges)} records"
-              + (f", skipped {invalid} undecodable" if invalid else ""), file=err)
-    return matched, ranges
+            plan.sent = await deliver(src.events(progress), sink, rate=rate, progress=progress)
+            plan.sink_summary = sink.summary()
+    return plan
+
+
+async def plan_kafka(settings: KafkaSettings, sel: Selection, *, show_progress: bool | None = False) -> KafkaPlan:
+    """The dry run: offset ranges and exact counts (every range is read), nothing sent."""
+    return await replay_kafka(settings, sel, None, show_progress=show_progress)
+
+
+def render_kafka_plan(plan: KafkaPlan, *, fmt: str = "table", out: TextIO | None = None,
+                      err: TextIO | None = None) -> None:
+    """A dry run's report on ``out`` (table, json or csv); a replay's one-line summary on ``err``."""
+    import sys
+
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    if plan.sent is not None:
+        summary = ", ".join(f"{k}={v}" for k, v in plan.sink_summary.items())
+        dups = f", left out {plan.duplicates} redelivered copies" if plan.duplicates else ""
+        bad = f", skipped {plan.invalid} undecodable" if plan.invalid else ""
+        print(f"replayed {plan.sent} events ({summary}); read {plan.records_read} records{dups}{bad}", file=err)
+        return
+    if fmt == "json":
+        emit_json(plan.to_dict(), out)
+        return
+    columns = ["topic", "partition", "start_offset", "end_offset", "stopped_at", "records_read", "events",
+               "duplicates"]
+    if fmt == "csv":
+        emit(columns, plan.range_rows(), fmt="csv", out=out)
+        return
+    print("DRY RUN: nothing was sent. The counts come from reading every range below", file=out)
+    print("(a partition's read stops early at the first record created after to + slack).", file=out)
+    print(describe_selection(plan.selection), file=out)
+    if plan.missing_topics:
+        print(f"topics that do not exist (no history): {', '.join(plan.missing_topics)}", file=out)
+    out.flush()
+    emit(columns, plan.range_rows(), out=out)
+    line = f"matching events: {plan.events}"
+    notes = []
+    if plan.duplicates:
+        notes.append(f"{plan.duplicates} redelivered copies left out; {plan.events + plan.duplicates} "
+                     "records in the window")
+    if plan.invalid:
+        notes.append(f"skipped {plan.invalid} undecodable records")
+    print(line + (f" ({'; '.join(notes)})" if notes else ""), file=out)

@@ -7,6 +7,11 @@ late an event may arrive and still be found. Records are filtered by ``created_a
 timestamp) and VIN. No consumer group is used (manual assignment, ``group_id=None``), nothing is
 committed, and the read always ends.
 
+Each ``event_id`` comes out once: a redelivered webhook is a second record with the same id in the
+same partition, and the first record read wins (``consumers.replay.dedup``: a per-partition seen-set
+bounded by a receive-time horizon). ``PartitionRange.matched`` counts distinct events, ``duplicates``
+the later copies left out.
+
 Output order: partitions are merged by record timestamp, each partition in offset order, so one
 VIN's events (one partition per topic) keep their order, and across topics come out by event time.
 """
@@ -22,12 +27,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.structs import TopicPartition
 
+from consumers.replay.dedup import SeenIds
 from consumers.replay.kafka_meta import topic_partitions
 from consumers.replay.progress import Progress
 from consumers.replay.selection import ReplayEvent, Selection
 from plumbing.kafka_clients import make_admin, make_consumer
 from plumbing.settings import KafkaSettings
 from schemas.envelope import Envelope, EnvelopeError
+from schemas.times import iso_to_ms
 
 __all__ = ["KafkaSource", "PartitionRange"]
 
@@ -45,7 +52,8 @@ class PartitionRange:
     start: int
     end: int
     scanned: int = 0  # records read
-    matched: int = 0  # records in the selection
+    matched: int = 0  # distinct events in the selection (what a replay sends)
+    duplicates: int = 0  # later copies of an event already matched (redeliveries), left out
     invalid: int = 0  # values that are not envelopes (skipped)
     stopped_at: int | None = None  # offset where reading stopped (past the window), if before end
 
@@ -61,6 +69,7 @@ class PartitionRange:
 @dataclass(slots=True)
 class _Lane:
     rng: PartitionRange
+    seen: SeenIds
     buf: deque[tuple[int, ReplayEvent]] = field(default_factory=deque)
     done: bool = False
 
@@ -129,8 +138,9 @@ class KafkaSource:
         ]
         return self.ranges
 
-    def _event(self, rec: ConsumerRecord[Any, Any], rng: PartitionRange) -> ReplayEvent | None:
-        """The record as a ReplayEvent if it is in the selection, else None."""
+    def _event(self, rec: ConsumerRecord[Any, Any], lane: _Lane) -> ReplayEvent | None:
+        """The record as a ReplayEvent if it is in the selection and the first copy of its event, else None."""
+        rng = lane.rng
         headers = list(rec.headers or ())
         hdr = {k: v for k, v in headers}
         created_ms: int = rec.timestamp
@@ -138,6 +148,8 @@ class KafkaSource:
         vin = vin_b.decode() if vin_b else (rec.key.decode(errors="replace") if rec.key else None)
         eid_b = hdr.get("event_id")
         event_id = eid_b.decode() if eid_b else None
+        received_b = hdr.get("received_at")
+        received_ms = iso_to_ms(received_b.decode()) if received_b else None
         if rec.timestamp_type != _CREATE_TIME or vin_b is None or eid_b is None:
             try:  # no trustworthy timestamp/headers: read the envelope itself
                 env = Envelope.from_json(rec.value)
@@ -145,7 +157,11 @@ class KafkaSource:
                 rng.invalid += 1
                 return None
             created_ms, vin, event_id = env.created_at_ms, env.vin, env.event_id
+            received_ms = env.received_at_ms
         if not self.sel.in_window(created_ms) or not self.sel.wants_vin(vin):
+            return None
+        if event_id is not None and not lane.seen.first(event_id, received_ms or created_ms):
+            rng.duplicates += 1
             return None
         return ReplayEvent(
             type=self.topic_types[rng.topic], vin=vin, created_at_ms=created_ms, key=rec.key,
@@ -156,7 +172,7 @@ class KafkaSource:
         """The selected events, in per-partition order, merged across partitions by timestamp."""
         c = self.consumer
         stop_ts = self.sel.to_ms + self.sel.slack_ms
-        lanes = {r.tp: _Lane(r) for r in self.ranges}
+        lanes = {r.tp: _Lane(r, SeenIds(self.sel.dedup_horizon_ms)) for r in self.ranges}
         for lane in lanes.values():
             if lane.rng.size == 0:
                 lane.done = True
@@ -188,7 +204,7 @@ class KafkaSource:
                             finish(lane, rec.offset)
                             break
                         lane.rng.scanned += 1
-                        ev = self._event(rec, lane.rng)
+                        ev = self._event(rec, lane)
                         if ev is None:
                             n += 1  # done; a matching record counts as done when it goes out
                         else:

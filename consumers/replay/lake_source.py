@@ -134,7 +134,8 @@ class LakeSource:
         """Read and rebuild the selected events (kept in memory, by source partition); returns the count."""
         import duckdb
 
-        from consumers.lake.tables import TABLES_BY_NAME, load_tables, open_catalog
+        from consumers.lake.readonly import open_lake
+        from consumers.lake.tables import TABLES_BY_NAME
 
         wanted: dict[str, list[EventType]] = {}
         for t in self.sel.types:
@@ -142,8 +143,7 @@ class LakeSource:
                 wanted.setdefault(LAKE_TABLE_OF[t], []).append(t)
         if not wanted:
             return 0
-        catalog = open_catalog(self.settings)
-        tables = load_tables(catalog, self.settings.namespace)
+        tables = open_lake(self.settings)  # StoreMissingError when there is no lake: never creates one
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         row_filter = self._row_filter()

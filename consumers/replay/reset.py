@@ -19,12 +19,11 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.replay.kafka_meta import GroupInfo, describe_group, retrying, topic_partitions
 from consumers.replay.selection import ReplayError
-from consumers.replay.text import columns
 from plumbing.kafka_clients import make_admin, make_consumer
 from plumbing.settings import KafkaSettings
 from schemas.times import format_ms
 
-__all__ = ["LAKE_WORKER", "ResetRow", "format_plan", "lake_refusal", "plan_reset", "reset_group"]
+__all__ = ["LAKE_WORKER", "ResetRow", "lake_refusal", "plan_reset", "plan_rows", "plan_title", "reset_group"]
 
 #: The worker whose position lives in the lake, not in Kafka (consumers.lake: group ``<prefix>.telemetry``).
 LAKE_WORKER = "telemetry"
@@ -104,11 +103,14 @@ async def plan_reset(
     return info, rows
 
 
-def format_plan(group: str, to_label: str, rows: list[ResetRow], *, executed: bool) -> str:
-    head = ("topic", "partition", "current_offset", "new_offset")
-    body = [(r.topic, str(r.partition), "-" if r.current is None else str(r.current), str(r.new)) for r in rows]
-    title = f"{'RESET' if executed else 'DRY RUN (add --execute to apply)'}: group {group} to {to_label}"
-    return title + "\n" + columns(head, body)
+def plan_rows(rows: list[ResetRow]) -> list[dict[str, object]]:
+    """The plan as rows (``current_offset`` None: the group had no offset there)."""
+    return [{"topic": r.topic, "partition": r.partition, "current_offset": r.current, "new_offset": r.new}
+            for r in rows]
+
+
+def plan_title(group: str, to_label: str, *, executed: bool) -> str:
+    return f"{'RESET' if executed else 'DRY RUN (add --execute to apply)'}: group {group} to {to_label}"
 
 
 async def reset_group(

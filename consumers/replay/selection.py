@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from consumers.errors import ReplayError
+from consumers.replay.dedup import DEFAULT_HORIZON_MS
 from schemas.event_types import EventType
 from schemas.topics import topic_for
 
@@ -47,6 +48,8 @@ class Selection:
     to_ms: int
     vins: frozenset[str] = frozenset()
     slack_ms: int = 3_600_000
+    #: how long (receive time) a Kafka replay remembers an event_id per partition to drop redeliveries
+    dedup_horizon_ms: int = DEFAULT_HORIZON_MS
 
     @classmethod
     def build(
@@ -57,13 +60,17 @@ class Selection:
         to_ms: int | None = None,
         vins: Iterable[str] | None = None,
         slack_ms: int = 3_600_000,
+        dedup_horizon_ms: int = DEFAULT_HORIZON_MS,
     ) -> Selection:
         end = int(time.time() * 1000) if to_ms is None else to_ms
         if from_ms is not None and from_ms >= end:
             raise ReplayError("--from must be earlier than --to")
         if slack_ms < 0:
             raise ReplayError("--slack must not be negative")
-        return cls(parse_types(types), from_ms, end, frozenset(v for v in vins or () if v), slack_ms)
+        if dedup_horizon_ms < 0:
+            raise ReplayError("--dedup-horizon must not be negative")
+        return cls(parse_types(types), from_ms, end, frozenset(v for v in vins or () if v), slack_ms,
+                   dedup_horizon_ms)
 
     def in_window(self, created_at_ms: int) -> bool:
         return (self.from_ms is None or created_at_ms >= self.from_ms) and created_at_ms < self.to_ms

@@ -150,8 +150,11 @@ class UrlSink:
         self._client = httpx.AsyncClient(headers=headers, timeout=self.timeout_s)
 
     async def send(self, ev: ReplayEvent) -> None:
+        await self.post(orjson.dumps(ev.payload()), ev.event_id)
+
+    async def post(self, body: bytes, event_id: str | None = None) -> None:
+        """POST one webhook body (retried like ``send``); ``event_id``: the id the receiver should compute."""
         assert self._client is not None
-        body = orjson.dumps(ev.payload())
         backoff = Backoff(0.5, cap=30.0)
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -162,21 +165,21 @@ class UrlSink:
                 wait = backoff.next()
             else:
                 if resp.status_code < 300:
-                    self._check_ids(ev, resp)
+                    self._check_ids(event_id, resp)
                     self.count += 1
                     return
                 if resp.status_code not in self.RETRY_STATUS or attempt == self.max_attempts:
                     raise ReplayError(
                         f"POST {self.shown_url} answered {resp.status_code}: {resp.text[:300]}"
-                        f" (event {ev.event_id}; {self.count} events were sent before it)"
+                        f" (event {event_id or '?'}; {self.count} events were sent before it)"
                     )
                 wait = _retry_after(resp) or backoff.next()
             self.retries += 1
-            log.warning("replay POST retried", extra={"attempt": attempt, "wait_s": wait, "event_id": ev.event_id})
+            log.warning("replay POST retried", extra={"attempt": attempt, "wait_s": wait, "event_id": event_id})
             await asyncio.sleep(wait)
 
-    def _check_ids(self, ev: ReplayEvent, resp: httpx.Response) -> None:
-        if ev.event_id is None:
+    def _check_ids(self, event_id: str | None, resp: httpx.Response) -> None:
+        if event_id is None:
             return
         try:
             events = resp.json().get("events")
@@ -184,10 +187,10 @@ class UrlSink:
             return  # another receiver: nothing to compare
         if isinstance(events, list) and events:
             ids = {e.get("event_id") for e in events if isinstance(e, dict)}
-            if ev.event_id not in ids:
+            if event_id not in ids:
                 self.id_mismatches += 1
                 log.warning("receiver computed a different event_id",
-                            extra={"event_id": ev.event_id, "receiver_ids": sorted(str(i) for i in ids)})
+                            extra={"event_id": event_id, "receiver_ids": sorted(str(i) for i in ids)})
 
     async def close(self) -> None:
         if self._client is not None:

@@ -54,8 +54,10 @@ Contract (what the runtime guarantees and what it expects):
 * Metrics (``plumbing.metrics``, label ``worker``): ``WORKER_PROCESSED`` (handled minus failures),
   ``WORKER_FAILED`` and ``WORKER_DLQ`` (dead-lettered), ``WORKER_COMMIT_SECONDS`` (checkpoint +
   Kafka commit), ``WORKER_LAG`` per topic/partition (highwater - handled position).
-  ``WORKER_DUPLICATES`` is the worker's to count. ``run_worker`` serves ``REGISTRY`` on
-  ``metrics_port`` (0: off; each worker's settings subclass sets its default port).
+  ``WORKER_DUPLICATES`` is the worker's to count. ``run_worker`` (``consumers.runtime.process``)
+  serves ``REGISTRY`` on ``metrics_port`` before anything starts (0: a free port, printed and logged;
+  a taken port: a one-line error, exit 2; ``--no-metrics``: none). Each worker's settings subclass
+  sets its default port.
 * DLQ record: original key, value, timestamp and headers plus ``dlq_error``, ``dlq_error_type``,
   ``dlq_worker``, ``dlq_source_topic``, ``dlq_source_partition``, ``dlq_source_offset``,
   ``dlq_at_ms`` (see ``consumers.runtime.dlq``).
@@ -63,7 +65,7 @@ Contract (what the runtime guarantees and what it expects):
 
 from consumers.errors import PoisonRecordError, RetryableError, WorkerError
 from consumers.runtime.dlq import DLQ_HEADERS, DeadLetter, header_map
-from consumers.runtime.process import run_worker, start_metrics_server
+from consumers.runtime.process import MetricsPortError, run_worker, start_metrics_server
 from consumers.runtime.runner import WorkerRuntime, run, worker_topics
 from consumers.runtime.settings import WorkerSettings
 from consumers.runtime.worker import Failure, Offsets, Worker, WorkerRecord
@@ -72,6 +74,7 @@ __all__ = [
     "DLQ_HEADERS",
     "DeadLetter",
     "Failure",
+    "MetricsPortError",
     "Offsets",
     "PoisonRecordError",
     "RetryableError",

@@ -113,3 +113,20 @@ def test_column_names() -> None:
         "longitude",
         "value_json",
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "mistyped"),
+    [
+        ("Odometer", {"x": [1]}, True), ("Odometer", [1, 2], True), ("Odometer", "unknown", True),
+        ("Odometer", True, True), ("Odometer", "12.5", False), ("Odometer", 12, False), ("Odometer", None, False),
+        ("Locked", 5, True), ("Locked", "maybe", True), ("Locked", 1, False), ("Locked", "true", False),
+        ("Location", 12, True), ("Location", {"lat": 1}, True), ("Location", "(37.4 N, 122.1 W)", False),
+        ("Location", {"latitude": 1, "longitude": 2}, False),
+        ("Gear", 3, False), ("NotInTheCatalog", {"any": "thing"}, False),  # untyped kinds take anything
+    ],
+)
+def test_is_mistyped(field: str, value: object, mistyped: bool) -> None:
+    from schemas.fields import field_kind, is_mistyped
+
+    assert is_mistyped(field_kind(field), coerce_value(field, value)) is mistyped

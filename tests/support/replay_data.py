@@ -22,23 +22,38 @@ MIN = 60_000
 
 @dataclass
 class History:
-    """What was produced, in production order (= per-partition arrival order)."""
+    """What was produced, in production order (= per-partition arrival order), redeliveries included."""
 
     base_ms: int
-    envelopes: list[Envelope] = field(default_factory=list)
+    envelopes: list[Envelope] = field(default_factory=list)  # every record, redelivered copies too
     late: list[Envelope] = field(default_factory=list)  # produced ~30 min after their created_at
+    redelivered: list[Envelope] = field(default_factory=list)  # second copies: same event_id, later
 
     def select(self, types: set[str], vins: set[str], from_ms: int, to_ms: int) -> list[Envelope]:
-        return [
-            e for e in self.envelopes
-            if e.type in types and e.vin in vins and from_ms <= e.created_at_ms < to_ms
-        ]
+        """The distinct events of the window (each event_id once: its first record), in production order."""
+        seen: set[str] = set()
+        out = []
+        for e in self.envelopes:
+            if e.type in types and e.vin in vins and from_ms <= e.created_at_ms < to_ms and e.event_id not in seen:
+                seen.add(e.event_id)
+                out.append(e)
+        return out
+
+    def copies(self, types: set[str], vins: set[str], from_ms: int, to_ms: int) -> int:
+        """Redelivered records of the window (what a replay leaves out)."""
+        return sum(1 for e in self.redelivered
+                   if e.type in types and e.vin in vins and from_ms <= e.created_at_ms < to_ms)
 
 
 def build_history(base_ms: int, minutes: int = 180) -> History:
     """Per minute per VIN a ``data`` event; a ``state`` every 10 min; an ``alerts`` every 30 min.
-    One ``data`` event of VIN 0 created at +110.5 min is produced late, after the +140 min events."""
+    One ``data`` event of VIN 0 created at +110.5 min is produced late, after the +140 min events.
+
+    Teslemetry redelivers: every 7th minute one webhook (a VIN's ``data`` event, or its ``state`` /
+    ``connectivity`` event when it has one that minute) is received again 3 minutes later, and every
+    13th minute one right away: the same payload, so the same event_id, as a second Kafka record."""
     h = History(base_ms)
+    again: dict[int, list[dict[str, object]]] = {}
     late_payload = {"createdAt": iso(base_ms + 110 * MIN + 30_000), "vin": VINS[0], "data": {"Odometer": 1.5}}
     for i in range(minutes):
         t = base_ms + i * MIN
@@ -61,6 +76,16 @@ def build_history(base_ms: int, minutes: int = 180) -> History:
                     "vin": vin, "state": "online", "charge_state": {"battery_level": 70 + n}}})
             for p in payloads:
                 h.envelopes.extend(parse_object(p, received_at_ms=t + 5_000))
+            if i % 7 == 0 and n == (i // 7) % len(VINS):
+                again.setdefault(i + 3, []).append(payloads[-1])
+            if i % 13 == 0 and n == (i // 13) % len(VINS):
+                copy = parse_object(payloads[0], received_at_ms=t + 6_000)
+                h.envelopes.extend(copy)
+                h.redelivered.extend(copy)
+        for p in again.pop(i, []):
+            copy = parse_object(p, received_at_ms=t + 7_000)
+            h.envelopes.extend(copy)
+            h.redelivered.extend(copy)
         if i == 140:
             late = parse_object(late_payload, received_at_ms=t)
             h.envelopes.extend(late)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from consumers.credits.report import build_report, render_png, render_text
+from consumers.credits.report import build_report, render_png, render_report
 from consumers.credits.store import CreditEvent, CreditStore, parse_event
 from consumers.sqlstore import make_engine
 from schemas.parse import parse_object
-from schemas.times import to_ms
+from schemas.times import format_ms, to_ms
 from tests.support.events import envelopes
 from tests.support.postgres import db_url, postgres_url  # noqa: F401
 from tests.support.samples.credits import credit_events
@@ -142,8 +143,11 @@ def test_report_numbers_and_png(db_url: str, tmp_path: Path) -> None:  # noqa: F
     since = to_ms("2026-03-04T00:00:00Z") or 0
     assert sum(d["cost"] for d in rep.by_day) == sum(e.cost for e in events if e.created_at_ms >= since)
     assert rep.by_day[-1]["balance"] == newest.balance
-    text = render_text(rep)
+    buf = io.StringIO()
+    render_report(rep, out=buf)
+    text = buf.getvalue()
     assert "burn rate" in text and "Usage per day" in text and "2026-03-10" in text
+    assert "2026-03-04 to 2026-03-10 (UTC; 7 days ending with the --as-of day)" in text
     png = render_png(rep, tmp_path / "credits.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -172,3 +176,25 @@ def test_cli_report_prints_tables_and_draws_png(db_url: str, tmp_path: Path, cap
     assert "balance" in out and "2026-03-01" in out and "2026-03-03" in out and "Usage per type" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["credits", "report", "--db-url", db_url, "--days", "0"]) == 2
+
+
+def test_report_defaults_to_the_ledgers_own_last_days(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """A stream older than --days (here March 2026, read long after): no --as-of needed for full tables."""
+    import orjson
+
+    from tpipe.cli import main
+
+    events = as_events(credit_events(start_ms=START, days=20, per_day=5, balance=3000, seed=3))
+    store_for(db_url).apply(events)
+    newest = max(events, key=lambda e: (e.created_at_ms, e.event_id))
+    assert main(["credits", "report", "--db-url", db_url, "--days", "5", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    rep = orjson.loads(captured.out)
+    assert rep["as_of_source"] == "newest event" and rep["as_of"] == format_ms(newest.created_at_ms)
+    assert [d["day"] for d in rep["by_day"]] == [f"2026-03-{d:02d}" for d in range(16, 21)]
+    assert sum(d["events"] for d in rep["by_day"]) == sum(t["events"] for t in rep["by_type"]) > 0
+    first = to_ms("2026-03-16T00:00:00Z") or 0
+    assert sum(t["cost"] for t in rep["by_type"]) == sum(e.cost for e in events if e.created_at_ms >= first)
+    assert "credits database:" in captured.err  # which store it read
+    assert main(["credits", "report", "--db-url", db_url, "--days", "5"]) == 0
+    assert "2026-03-16 to 2026-03-20 (UTC; 5 days ending with the newest event's day)" in capsys.readouterr().out

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from aiokafka.structs import TopicPartition
 
-from consumers.lake.query import connect, format_table, latest, run_sql
+from consumers.lake.query import connect, latest, run_sql
 from consumers.lake.settings import LakeSettings
 from consumers.lake.snapshots import stored_offsets
 from consumers.lake.tables import load_tables, open_catalog
@@ -301,27 +301,49 @@ def test_expired_snapshots_keep_every_partitions_stored_offset_and_all_rows(tmp_
     assert len(list((tmp_path / "wh").rglob("*.parquet"))) == 21, "every data file stays"
 
 
-async def test_cli_latest_and_sql(kafka_settings: KafkaSettings, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+async def test_cli_latest_sql_and_mistyped_values(kafka_settings: KafkaSettings, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from plumbing.metrics import LAKE_VALUES_MISTYPED
     from tpipe.cli import main
+
+    def mistyped(field: str) -> float:
+        return LAKE_VALUES_MISTYPED.labels(field)._value.get()
 
     s = lake_settings(kafka_settings, tmp_path)
     envs = [
         data_event(VINS[2], BASE_MS, {"Odometer": "100.5", "Gear": "ShiftStateP"}),
         data_event(VINS[2], BASE_MS + 1000, {"Odometer": 101.25}),
         state_event(VINS[2], BASE_MS + 2000, "online"),
+        # values whose JSON type is not their catalogued field's: kept, counted, listed
+        data_event(VINS[1], BASE_MS + 3000, {"Odometer": {"x": [1]}, "BatteryLevel": "unknown", "Locked": 5,
+                                             "Location": 12, "VehicleSpeed": 7, "Gear": 3}),
     ]
-    await produce_envelopes(s, envs)
+    before = {f: mistyped(f) for f in ("Odometer", "BatteryLevel", "Locked", "Location", "VehicleSpeed", "Gear")}
+    await produce_envelopes(s, [*envs, envs[-1]])  # a redelivery is not counted twice
     r = RunningWorker(TelemetryWorker(s), s).start()
-    await rows_reach(s, {"telemetry": 3, "vehicle_state": 1})
+    await rows_reach(s, {"telemetry": 9, "vehicle_state": 1})
     await r.stop()
+    grew = {f: mistyped(f) - n for f, n in before.items()}
+    assert grew == {"Odometer": 1, "BatteryLevel": 1, "Locked": 1, "Location": 1, "VehicleSpeed": 0, "Gear": 0}
+
     flags = ["--catalog-uri", s.catalog_uri, "--warehouse", s.warehouse]
     assert await asyncio.to_thread(main, ["lake", "latest", VINS[2], *flags]) == 0
     out = capsys.readouterr().out
-    lines = {ln.split("|")[1].strip(): ln for ln in out.splitlines() if ln.startswith("| ")}
+    lines = {ln.split()[0]: ln for ln in out.splitlines()[1:] if ln.strip()}
     assert "101.25" in lines["Odometer"] and "ShiftStateP" in lines["Gear"] and "online" in lines["state"]
     assert await asyncio.to_thread(
-        main, ["lake", "sql", "SELECT vin, count(*) AS n FROM telemetry GROUP BY vin", *flags]) == 0
+        main, ["lake", "sql", "SELECT vin, count(*) AS n FROM telemetry GROUP BY vin ORDER BY vin", *flags]) == 0
     out = capsys.readouterr().out
-    assert VINS[2] in out and "(1 row)" in out
-    assert format_table(["a"], [(None,)]).count("NULL") == 1
+    assert VINS[2] in out and "(2 rows)" in out
+    assert await asyncio.to_thread(main, ["lake", "sql", "SELECT NULL AS a", *flags]) == 0
+    assert "NULL" in capsys.readouterr().out
+    query = "SELECT field, expected, sent_as, value FROM mistyped_values ORDER BY field"
+    assert await asyncio.to_thread(main, ["lake", "sql", query, "--format", "json", *flags]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"field": "BatteryLevel", "expected": "double", "sent_as": "string", "value": '"unknown"'},
+        {"field": "Location", "expected": "location", "sent_as": "number", "value": "12"},
+        {"field": "Locked", "expected": "bool", "sent_as": "number", "value": "5"},
+        {"field": "Odometer", "expected": "double", "sent_as": "object", "value": '{"x":[1]}'},
+    ]
+    assert await asyncio.to_thread(main, ["lake", "sql", "SELECT broken FROM", *flags]) == 2
+    assert "query failed" in capsys.readouterr().err

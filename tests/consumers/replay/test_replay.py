@@ -94,33 +94,48 @@ def test_dry_run_count_matches_real_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     expected = history.select(TYPES, CHOSEN, *window)
+    copies = history.copies(TYPES, CHOSEN, *window)
+    assert copies > 0  # the window holds redelivered webhooks
     rc = run_cli("replay", *_selection_args(window), "--dry-run", *kafka_args(hist_settings))
     assert rc == 0
     report = capsys.readouterr().out
     assert "DRY RUN" in report and "reading every range" in report
     count = int(re.search(r"matching events: (\d+)", report).group(1))  # type: ignore[union-attr]
+    assert f"({copies} redelivered copies left out; {count + copies} records in the window)" in report
     rows = [ln.split() for ln in report.splitlines() if ln.startswith(topic_for("", hist_settings.topic_prefix))]
     assert {r[0] for r in rows} == {topic_for(t, hist_settings.topic_prefix) for t in TYPES}
     assert len(rows) == 2 * hist_settings.topic_partitions
-    assert sum(int(r[-1]) for r in rows) == count  # per-partition counts add up
+    assert sum(int(r[-2]) for r in rows) == count  # per-partition counts add up (events, then duplicates)
+    assert sum(int(r[-1]) for r in rows) == copies
     for r in rows:
         start, end = int(r[2]), int(r[3])
         assert 0 <= start <= end
 
+    # the same plan as data (what the operator console shows)
+    assert run_cli("replay", *_selection_args(window), "--dry-run", "--format", "json",
+                   *kafka_args(hist_settings)) == 0
+    plan = orjson.loads(capsys.readouterr().out)
+    assert (plan["events"], plan["duplicates"], plan["records_in_window"]) == (count, copies, count + copies)
+    assert plan["dry_run"] is True and sum(r["events"] for r in plan["ranges"]) == count
+
     out = tmp_path / "real.jsonl"
     assert run_cli("replay", *_selection_args(window), "--to-file", str(out), "--progress",
                    *kafka_args(hist_settings)) == 0
-    real = len(out.read_bytes().splitlines())
+    lines = out.read_bytes().splitlines()
+    real = len(lines)
     assert count == real == len(expected)
-    bar = capsys.readouterr().err.split("\r")[-1]  # --progress forces the bar without a terminal
-    assert bar.startswith("replay [########################] 100.0%") and f"{real} events" in bar
+    assert len({Envelope.from_json(x).event_id for x in lines}) == real  # each event once
+    err = capsys.readouterr().err
+    bar = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err)  # --progress forces the bar without a terminal
+    assert "replay" in bar and "100%" in bar and f"{real} events" in bar
+    assert f"replayed {real} events" in err and f"left out {copies} redelivered copies" in err
 
     # all VINs, all types, no --from: the whole history up to --to
     rc = run_cli("replay", "--to", iso(window[1]), "--dry-run", *kafka_args(hist_settings))
     assert rc == 0
     report = capsys.readouterr().out
     count_all = int(re.search(r"matching events: (\d+)", report).group(1))  # type: ignore[union-attr]
-    assert count_all == sum(1 for e in history.envelopes if e.created_at_ms < window[1])
+    assert count_all == len({e.event_id for e in history.envelopes if e.created_at_ms < window[1]})
 
 
 def test_replay_to_topic_keeps_key_headers_timestamp(
@@ -164,7 +179,7 @@ def test_reads_stop_at_end_offsets_captured_at_start(history: History, hist_sett
             n = 0
             async for _ in src.events():
                 n += 1
-            return n, sum(1 for e in history.envelopes if e.type == "data" and e.vin == vin)
+            return n, len({e.event_id for e in history.envelopes if e.type == "data" and e.vin == vin})
 
     got, before = asyncio.run(scenario())
     assert got == before
