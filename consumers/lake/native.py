@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from consumers.lake.rows import _raw_unless_typed_tv
+from plumbing.metrics import LAKE_VALUES_MISTYPED
 from schemas.fields import FIELD_KINDS, coerce_value
 
 __all__ = ["ROW_COLUMNS", "telemetry_row_columns"]
@@ -192,12 +193,27 @@ def telemetry_row_columns(datas: Sequence[dict[str, Any]]) -> tuple[dict[str, pa
     fallback.append(_strings(out, vobj, np.flatnonzero(code == _STR), kind))
     fallback.append(_objects(out, vobj, np.flatnonzero(code == _DICT)))
     _reference_rows(out, keys, values, np.concatenate(fallback))
+    _count_mistyped(keys, kind, code, out)
     cols = {
         "field": field, "value_double": out.double.array(), "value_long": out.long.array(),
         "value_bool": out.bool.array(), "value_string": out.string.array(n), "latitude": out.lat.array(),
         "longitude": out.lon.array(), "value_json": out.json.array(n), "value_raw": out.raw.array(n),
     }
     return cols, counts
+
+
+def _count_mistyped(keys: list[Any], kind: npt.NDArray[np.int8], code: npt.NDArray[np.int8], out: _Columns) -> None:
+    """``tpipe_lake_values_mistyped_total{field}``: the rule of ``schemas.fields.is_mistyped`` over the
+    built columns (a non-null value of a typed kind that did not land in its kind's column)."""
+    typed = (kind != _BY_TYPE) & (code != _NULL)
+    if not typed.any():
+        return
+    numeric = ~(out.double.valid | out.long.valid)
+    missing = np.where(kind == _BOOLK, ~out.bool.valid, np.where(kind == _LOCATION, ~out.lat.valid, numeric))
+    rows = np.flatnonzero(typed & missing)
+    for i in rows.tolist():
+        k = keys[i]
+        LAKE_VALUES_MISTYPED.labels(k if type(k) is str else str(k)).inc()
 
 
 def _ints(out: _Columns, vobj: npt.NDArray[Any], idx: IntArray, kind: npt.NDArray[np.int8]) -> IntArray:

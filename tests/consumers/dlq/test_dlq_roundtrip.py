@@ -176,14 +176,14 @@ def test_unparsed_webhook_body_is_redriven_only_into_a_receiver(
     kafka_settings: KafkaSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ingest.records import RecordBuilder
-    from ingest.spool.frame import RAW_TOPIC, SpoolRecord
+    from ingest.spool.frame import SpooledBody
 
     s = kafka_settings
     asyncio.run(ensure_topics(s, all_topics(s.topic_prefix)))
     body = orjson.dumps({"createdAt": "2026-01-01T09:00:00Z", "vin": "5YJ3E1EA0PF000077", "data": {"Odometer": 12.5}})
     # exactly what the receiver dead-letters for a body its parser refused (e.g. under older limits)
     rec = RecordBuilder(s.topic_prefix, None).raw_dead_letter(
-        SpoolRecord(RAW_TOPIC, b"", (), T0, T0, body), "body nested too deep", "BodyError")
+        SpooledBody(T0, T0, body), "body nested too deep", "BodyError")
 
     async def put() -> None:
         producer = make_producer(s)

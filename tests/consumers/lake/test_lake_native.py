@@ -22,6 +22,7 @@ from consumers.lake.columns import ColumnBuffer
 from consumers.lake.rows import SHAPES
 from consumers.lake.tables import TABLES_BY_NAME
 from consumers.runtime import WorkerRecord
+from plumbing.metrics import LAKE_VALUES_MISTYPED
 from schemas.envelope import Envelope
 from schemas.envelope import Envelope as _Envelope
 from schemas.fields import FIELDS
@@ -60,13 +61,27 @@ def _assert_same(got: pa.Table, want: pa.Table) -> None:
         assert not bad, f"{name}: {len(bad)} rows differ, first {bad[:3]}"
 
 
+def _mistyped() -> dict[str, float]:
+    return {s.labels["field"]: s.value for m in LAKE_VALUES_MISTYPED.collect() for s in m.samples
+            if s.name.endswith("_total")}
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
+
+
 def _both(recs: list[WorkerRecord], batch: int = 500) -> tuple[ArrowBuffer, ArrowBuffer, ColumnBuffer]:
     native = ArrowBuffer("telemetry", SHAPES["telemetry"], native=True)
     python = ArrowBuffer("telemetry", SHAPES["telemetry"], native=False)
     reference = ColumnBuffer(SHAPES["telemetry"])
+    m0 = _mistyped()
     for i in range(0, len(recs), batch):
         assert native.add_batch(recs[i : i + batch]) == []
+    m1 = _mistyped()
+    for i in range(0, len(recs), batch):
         assert python.add_batch(recs[i : i + batch]) == []
+    m2 = _mistyped()
+    assert _delta(m0, m1) == _delta(m1, m2), "the native builder counts mistyped values as the reference does"
     for rec in recs:
         reference.add(rec)
     return native, python, reference
