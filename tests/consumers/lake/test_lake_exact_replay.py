@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,75 +38,8 @@ from schemas.topics import all_event_topics, dlq_topic, topic_for
 from schemas.validate import validate_event
 from tests.support.kafka_broker import broker_settings, produce_envelopes, read_all
 from tests.support.lake import LAKE_TYPES, fill_lake, lake_cli
+from tests.support.lake_corpus import MIN, VIN_A, nano, parse_stream, sorted_json
 from tests.support.processes import TOKEN, new_receiver
-
-MIN = 60_000
-VIN_A, VIN_B = "5YJ3E1EA7KF000101", "5YJYGDEE1LF000102"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _sorted_json(payload: dict[str, Any]) -> bytes:
-    """What the event id hashes: key order does not matter, JSON number types and text do."""
-    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-
-
-def _nano(ms: int, extra: str = "456789") -> str:
-    """An ISO timestamp with nanosecond digits (more than the lake's µs timestamps hold)."""
-    dt = _EPOCH + timedelta(milliseconds=ms)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}{extra}Z"
-
-
-def _offset(ms: int) -> str:
-    """The same instant written with a +02:00 offset."""
-    dt = (_EPOCH + timedelta(milliseconds=ms)).astimezone(UTC).replace(tzinfo=None) + timedelta(hours=2)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+02:00"
-
-
-def build_bodies(t: int) -> list[tuple[Any, int]]:
-    """(webhook body, received_at_ms): every way a payload can differ from what the typed columns hold."""
-    first = {
-        "createdAt": _nano(t), "vin": VIN_A, "isCache": True,
-        "data": {
-            "BatteryLevel": 50, "VehicleSpeed": 50.0, "Odometer": "10423.60", "Soc": "80", "Locked": "true",
-            "Gear": "ShiftStateD", "MinutesToArrival": None, "EstBatteryRange": 1e-7, "BigCount": 2**62,
-            "Location": {"latitude": 37.5, "longitude": -122.25},
-            "DoorState": {"DriverFront": False, "TrunkRear": True},
-            "BrandNewField": {"x": [1, 2.0, "3", None]},
-        },
-    }
-    return [
-        (first, t + 500),
-        ({"createdAt": _nano(t + 1 * MIN, "000001"), "vin": VIN_A, "data": {}, "isCache": False}, t + MIN),  # empty
-        ({"createdAt": _offset(t + 2 * MIN), "vin": VIN_B, "data": {"VehicleSpeed": 0}, "isResend": False,
-          "connectionId": "c-7", "unknownTop": {"k": [1, None]}}, t + 2 * MIN),  # raw-format keys, unknown key
-        ({"createdAt": _nano(t + 3 * MIN), "vin": VIN_B, "data": [  # Tesla raw datums (decoded by the parser)
-            {"key": "VehicleSpeed", "value": {"doubleValue": 12.5}},
-            {"key": "Odometer", "value": {"longValue": "123456"}},
-            {"key": "Gear", "value": {"stringValue": "ShiftStateR"}},
-        ]}, t + 3 * MIN),
-        ({"createdAt": t + 4 * MIN + 7, "vin": VIN_A, "data": {"Soc": 81.5}}, t + 4 * MIN),  # epoch ms number
-        ({"time": (t + 5 * MIN + 123) / 1000, "host": "ft-1", "source": VIN_A, "sourcetype": "_json",  # Splunk
-          "event": {"VehicleSpeed": 30, "ChargerVoltage": "238.0"}}, t + 5 * MIN),
-        ({"time": (t + 6 * MIN) / 1000, "source": VIN_B, "index": "tesla",  # Splunk, wrapped Teslemetry event
-          "event": {"createdAt": _nano(t + 6 * MIN, "999999"), "data": {"BatteryLevel": 70}}}, t + 6 * MIN),
-        ({"createdAt": _nano(t + 7 * MIN), "vin": VIN_A, "state": "online", "isCache": False}, t + 7 * MIN),
-        ({"createdAt": _nano(t + 8 * MIN), "vin": VIN_A, "networkInterface": "wifi", "status": "CONNECTED",
-          "connectionId": "c-1", "extra": 1}, t + 8 * MIN),
-        ({"createdAt": _nano(t + 9 * MIN), "vin": VIN_B, "vehicle_data": {
-            "vin": VIN_B, "state": "online", "display_name": None,
-            "charge_state": {"battery_level": 70, "charge_rate": 0.0, "charger_voltage": 2, "est": "1.50"},
-        }, "isCache": True, "note": "x"}, t + 9 * MIN),
-        ({"createdAt": _nano(t + 10 * MIN), "vin": VIN_B, "state": "asleep", "data": {"Gear": None}},  # -> 2 events
-         t + 10 * MIN),
-        (first, t + 11 * MIN),  # a redelivered webhook: same event id, stored once
-    ]
-
-
-def parse_stream(t: int) -> list[Envelope]:
-    out: list[Envelope] = []
-    for body, received in build_bodies(t):
-        out.extend(parse_body(orjson.dumps(body), received_at_ms=received))
-    return out
 
 
 @dataclass
@@ -153,7 +86,7 @@ def test_lake_replay_rebuilds_every_payload_exactly(exact_lake: ExactLake) -> No
     assert sorted(e.event_id for e in rebuilt) == sorted(exact_lake.originals)  # nothing lost, nothing twice
     for env in rebuilt:
         orig = exact_lake.originals[env.event_id]
-        assert _sorted_json(env.payload) == _sorted_json(orig.payload), env.event_id  # byte-exact, not just ==
+        assert sorted_json(env.payload) == sorted_json(orig.payload), env.event_id  # byte-exact, not just ==
         assert (env.type, env.vin, env.created_at, env.created_at_ms, env.source_format) == (
             orig.type, orig.vin, orig.created_at, orig.created_at_ms, orig.source_format)
         again = parse_body(orjson.dumps(env.payload), received_at_ms=0)
@@ -236,7 +169,7 @@ def test_lake_replay_to_own_receiver_keeps_every_event_id(
     assert sorted(e.event_id for e in got) == sorted(exact_lake.originals)  # the receiver's ids = the originals
     for e in got:
         orig = exact_lake.originals[e.event_id]
-        assert _sorted_json(e.payload) == _sorted_json(orig.payload)
+        assert sorted_json(e.payload) == sorted_json(orig.payload)
         assert (e.created_at, e.created_at_ms, e.vin, e.type) == (orig.created_at, orig.created_at_ms, orig.vin,
                                                                   orig.type)
 
@@ -318,7 +251,7 @@ def test_old_tables_are_evolved_on_open_and_old_rows_fall_back(tmp_path: Path) -
     rebuilt = {e.event_id: e for e in (Envelope.from_json(ev.value) for ev in src.events())}
     assert set(rebuilt) == old_ids | {e.event_id for e in new_envs}
     for e in new_envs:  # written by the new version: exact
-        assert _sorted_json(rebuilt[e.event_id].payload) == _sorted_json(e.payload)
+        assert sorted_json(rebuilt[e.event_id].payload) == sorted_json(e.payload)
         assert parse_body(orjson.dumps(rebuilt[e.event_id].payload), received_at_ms=0)[0].event_id == e.event_id
     first = next(e for e in old_envs if e.payload["data"].get("BatteryLevel") == 50)
     old = rebuilt[first.event_id]  # written before: rebuilt from the typed columns, as documented
@@ -347,8 +280,8 @@ def test_value_raw_or_typed_columns_give_each_value_back_exactly(field: str) -> 
     from consumers.lake.rows import telemetry_rows, value_from_columns
 
     for value in _TRICKY[field]:
-        env = parse_body(orjson.dumps({"createdAt": _nano(1_767_225_600_000), "vin": VIN_A,
+        env = parse_body(orjson.dumps({"createdAt": nano(1_767_225_600_000), "vin": VIN_A,
                                        "data": {field: value}}), received_at_ms=0)[0]
         (row,) = telemetry_rows(WorkerRecord(env, "z.data", 0, 0, None, env.to_json()))
         back = orjson.loads(row["value_raw"]) if row["value_raw"] is not None else value_from_columns(row)
-        assert _sorted_json({"v": back}) == _sorted_json({"v": value}), (field, value, row)
+        assert sorted_json({"v": back}) == sorted_json({"v": value}), (field, value, row)

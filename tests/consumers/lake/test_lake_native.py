@@ -28,8 +28,7 @@ from schemas.envelope import Envelope as _Envelope
 from schemas.fields import FIELDS
 from schemas.parse import parse_body
 from schemas.times import ms_to_iso
-from tests.consumers.lake.test_lake_exact_replay import parse_stream
-from tests.consumers.lake.test_lake_rows import _edge_envs, _fixture_envs
+from tests.support.lake_corpus import _edge_envs, _fixture_envs, parse_stream
 from tests.support.paths import FIXTURES
 
 SCHEMA = TABLES_BY_NAME["telemetry"].arrow_schema

@@ -4,9 +4,6 @@ give (every fixture, edge values, ties, null VINs, dropped offsets, older and ne
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 import pyarrow as pa
 import pytest
 
@@ -15,59 +12,16 @@ from consumers.lake.rows import SHAPES, _raw_unless_typed_tv
 from consumers.lake.tables import TABLES_BY_NAME
 from consumers.runtime import PoisonRecordError, WorkerRecord
 from schemas.envelope import Envelope
-from schemas.fields import FIELDS, coerce_value
-from schemas.parse import parse_body
+from schemas.fields import coerce_value
 from schemas.topics import topic_for
+from tests.support.lake_corpus import _data, _edge_envs, _fixture_envs
 from tests.support.paths import FIXTURES as FIXTURES_DIR
 
 FIXTURES = FIXTURES_DIR
 TABLE_OF = {t: name for name, tdef in TABLES_BY_NAME.items() for t in tdef.event_types}
-MS = 1_767_225_600_000
-
-
-def _envs(body: bytes, ms: int = MS) -> list[Envelope]:
-    return parse_body(body, received_at_ms=ms)
-
-
-def _data(vin: str | None, ms_offset: int, data: Any, **extra: Any) -> Envelope:
-    from schemas.times import ms_to_iso
-
-    obj: dict[str, Any] = {"createdAt": ms_to_iso(MS + ms_offset), "data": data, **extra}
-    if vin is not None:
-        obj["vin"] = vin
-    (env,) = _envs(orjson.dumps(obj))
-    return env
-
-
 def _recs(envs: list[Envelope], start_offset: int = 0) -> list[WorkerRecord]:
     return [WorkerRecord(e, topic_for(e.type, "t"), i % 3, start_offset + i, None, e.to_json())
             for i, e in enumerate(envs)]
-
-
-def _fixture_envs() -> list[Envelope]:
-    out: list[Envelope] = []
-    for p in sorted(FIXTURES.rglob("*.json")) + sorted(FIXTURES.rglob("*.ndjson")):
-        out.extend(e for e in _envs(p.read_bytes()) if str(e.type) in TABLE_OF)
-    return out
-
-
-#: values of every kind in every shape the inline paths and the general path must agree on
-EDGE_VALUES: list[Any] = [
-    1.5, 0.0, -0.0, 1e300, 3, 0, 1, -7, 2**63 - 1, 2**63, 2**64 - 1, -(2**63), True, False,
-    "12.5", "7", "true", "FALSE", " 1 ", "x", "", "(37.41 N, 122.14 W)", "nan", "1e400",
-    None, [1, "a"], {"latitude": 1.0, "longitude": "2"}, {"b": 1, "a": [None]},
-]
-
-
-def _edge_envs() -> list[Envelope]:
-    kinds: dict[str, str] = {}
-    for name, spec in FIELDS.items():
-        kinds.setdefault(spec.kind, name)
-    names = [*kinds.values(), "NotInTheCatalog"]
-    envs = [_data(f"5YJ3EDGE{i:09d}", i, {n: v for n in names}) for i, v in enumerate(EDGE_VALUES)]
-    envs.append(_data("5YJ3EDGE000000100", 100, {}))  # empty data object: one row, field NULL
-    envs.append(_data("5YJ3EDGE000000101", 101, {"Soc": 1.0}, isCache=True, extra={"k": 1}))
-    return envs
 
 
 def test_inline_value_shapes_agree_with_coerce_value() -> None:
