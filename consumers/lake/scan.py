@@ -20,6 +20,7 @@ from datetime import datetime
 from urllib.parse import unquote, urlparse
 
 import duckdb
+import pyarrow as pa
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThanOrEqual, LessThan
 from pyiceberg.table import Table
 
@@ -100,12 +101,10 @@ def register_rows(con: duckdb.DuckDBPyConnection, raw: str, tbl: Table | None, t
     con.execute(f"CREATE VIEW {raw} AS SELECT {', '.join(columns)} FROM {source} WHERE {window.sql()}")
 
 
-def _duck_type(arrow_type: object) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(arrow_type):  # type: ignore[arg-type]
+def _duck_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMPTZ"
     return {
         pa.string(): "VARCHAR", pa.large_string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT",
         pa.int32(): "INTEGER", pa.bool_(): "BOOLEAN",
-    }.get(arrow_type, "VARCHAR")  # type: ignore[call-overload]
+    }.get(arrow_type, "VARCHAR")
