@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "replay": ("replay history from Kafka to a topic, a file or a webhook URL", ("consumers.replay.cli",)),
     "consumers": ("consumer groups: reset offsets to a time", ("consumers.cli",)),
     "topics": ("create and list the contract's topics", ("consumers.cli",)),
+    "console": ("the operator's web console (overview, events, vehicles, alerts, credits, tokens)",
+                ("tpipe.console.cli",)),
 }
 #: ``tpipe consume <worker>`` -> (help, module exposing ``register_consume``)
 WORKERS: dict[str, tuple[str, str]] = {
