@@ -36,6 +36,8 @@ __all__ = ["Console", "build_app"]
 
 log = logging.getLogger("tpipe.console")
 HERE = Path(__file__).parent
+RECEIVER_TIMEOUT_S = 2.0  # a receiver slower than this to answer /readyz counts as not answering
+KAFKA_TIMEOUT_S = 5.0  # one Kafka sample (clients made again after a failure included)
 T = TypeVar("T")
 
 
@@ -56,20 +58,25 @@ class Console:
         self.templates.env.filters["clock"] = _clock
         self.sampled = asyncio.Event()
 
-    async def sample_once(self, client: httpx.AsyncClient) -> None:
-        timeout = max(1.0, min(3.0, self.settings.console_sample_s))
-        await asyncio.gather(self.kafka.sample(timeout), *(r.sample(client, timeout) for r in self.receivers))
-        self.sampled.set()
-
     async def sample_forever(self) -> None:
+        """Sample the receivers and Kafka every ``--console-sample-s``, each in its own loop (a Kafka
+        that hangs does not delay the receivers' samples)."""
         async with httpx.AsyncClient() as client:
-            while True:
-                started = time.monotonic()
-                try:
-                    await self.sample_once(client)
-                except Exception:  # the sampler must outlive any one failure
-                    log.exception("console sampling failed")
-                await asyncio.sleep(max(0.1, self.settings.console_sample_s - (time.monotonic() - started)))
+            await asyncio.gather(
+                self._every(lambda: asyncio.gather(*(r.sample(client, RECEIVER_TIMEOUT_S) for r in self.receivers))),
+                self._every(lambda: self.kafka.sample(KAFKA_TIMEOUT_S)),
+            )
+
+    async def _every(self, sample: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await sample()
+            except Exception:  # the sampler must outlive any one failure
+                log.exception("console sampling failed")
+            if self.kafka.latest() is not None and all(r.latest() for r in self.receivers):
+                self.sampled.set()
+            await asyncio.sleep(max(0.1, self.settings.console_sample_s - (time.monotonic() - started)))
 
     async def blocking(self, fn: Callable[[], T]) -> tuple[T, float]:
         """``fn()`` in a worker thread (a lake scan, a database query) and the milliseconds it took."""
