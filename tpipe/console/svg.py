@@ -112,13 +112,14 @@ def route(points: Sequence[tuple[int, float, float]], *, size: int = 420) -> Mar
         return Markup('<p class="empty">route: no Location in this window</p>')
     pts = sorted(points)
     lats, lons = [p[1] for p in pts], [p[2] for p in pts]
-    k = math.cos(math.radians((min(lats) + max(lats)) / 2))
-    span_x = (max(lons) - min(lons)) * k or 1e-6
-    span_y = (max(lats) - min(lats)) or 1e-6
+    lat0, lon0 = min(lats), min(lons)
+    k = math.cos(math.radians((lat0 + max(lats)) / 2))
+    span_x = (max(lons) - lon0) * k or 1e-6
+    span_y = (max(lats) - lat0) or 1e-6
     scale = (size - 20) / max(span_x, span_y)
 
     def xy(lat: float, lon: float) -> tuple[float, float]:
-        return 10 + (lon - min(lons)) * k * scale, size - 10 - (lat - min(lats)) * scale
+        return 10 + (lon - lon0) * k * scale, size - 10 - (lat - lat0) * scale
 
     coords = [xy(la, lo) for _, la, lo in pts]
     if len(coords) > 4000:  # keep the shape, not every point
