@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps jars postgres run test test-fast test-fault lint typecheck bench clean
+.PHONY: install system-deps jars postgres browser run test test-fast test-fault lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -24,12 +24,16 @@ jars: install system-deps
 postgres:
 	@bash deploy/postgres/ensure-postgres.sh
 
-## make run: local Kafka broker + receiver + workers, with embedded defaults (state in ./var)
+## Debian's chromium for the console's browser tests (Playwright drives /usr/bin/chromium)
+browser:
+	@bash deploy/ensure-chromium.sh
+
+## make run: local Kafka broker + receiver + workers + the console, with embedded defaults (state in ./var)
 run: jars
 	$(BIN)/tpipe run
 
 ## make test: the whole suite against a real broker (and real SQLite/PostgreSQL)
-test: jars postgres
+test: jars postgres browser
 	$(BIN)/pytest -q
 
 test-fault: jars

@@ -15,6 +15,7 @@ TARGETS = {
     "p99_ratio_max": 3.0,
     "forwarder_ratio_min": 0.8,
     "lake_ratio_min": 0.3,
+    "console_page_ms_max": 300.0,  # issue 17: each console page with a 1M-row lake
 }
 #: issue 16's table: ratios in one ``make bench`` run
 PEER_TARGETS = {
@@ -89,6 +90,10 @@ def summarize(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f"{o['rss_mb_at_kill']:.1f} -> {o['rss_mb_end']:.1f} MB (growth {o['rss_growth_mb']:.1f} MB, "
                      f"{o['rss_slope_mb_per_min']:.2f} MB/min); spool max {o['pending_max']}",
                      "flat", ok(o["flat"])))
+    for pg in ph.get("console", {}).get("pages", ()):
+        limit = t.get("console_page_ms_max", 300.0)
+        rows.append((f"console: {pg['page']}", f"median {pg['median_ms']:.0f} ms, slowest {pg['max_ms']:.0f} ms "
+                     f"({ph['console']['lake']['rows']:,}-row lake)", f"< {limit:.0f} ms", ok(pg["median_ms"] < limit)))
     return rows
 
 

@@ -12,6 +12,7 @@ Phases (each bounded; see docs/performance.md for the method):
 * ``lake``     ``tpipe consume telemetry`` vs a raw ``getmany`` loop (``bench.lake``) and the Apache Iceberg
                Kafka Connect sink, alternated in every round (``bench.lake_phase``).
 * ``outage``   receiver RSS while the broker is SIGKILLed, at half the maximum rate (``--outage`` seconds).
+* ``console``  every page of ``tpipe console`` with a lake of 1 million telemetry rows (``bench.console_phase``).
 
 Servers and writers run on CPU 0 (``taskset -c 0``); this process, the load generators and the broker on
 CPU 1. Writes ``bench/results/<timestamp>.json`` and ``.png`` and prints every figure against its target,
@@ -33,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import http_phases, lake_phase, peers, pipeline_phases
+from bench import console_phase, http_phases, lake_phase, peers, pipeline_phases
 from bench.infra import (
     NICE,
     PY,
@@ -137,6 +138,8 @@ class Bench:
             lake_phase.phase_lake(self)
         if "outage" in phases and self.a.outage > 0:
             pipeline_phases.phase_outage(self)
+        if "console" in phases:
+            console_phase.phase_console(self)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -145,8 +148,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds before each run")
     ap.add_argument("--rounds", type=int, default=3, help="baseline/candidate alternations")
     ap.add_argument("--outage", type=float, default=120.0, help="broker outage seconds (0: skip the phase)")
-    ap.add_argument("--only", default="http,latency,forwarder,lake,outage",
-                    help="comma-separated phases: http,latency,forwarder,lake,outage,profile")
+    ap.add_argument("--only", default="http,latency,forwarder,lake,outage,console",
+                    help="comma-separated phases: http,latency,forwarder,lake,outage,console,profile")
     ap.add_argument("--rate", type=float, default=None, help="max rate to halve (default: measured in http)")
     ap.add_argument("--forward-events", type=int, default=60000)
     ap.add_argument("--forwarder-cpus", default="1",
@@ -156,6 +159,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lake-timeout", type=float, default=900.0, help="seconds a lake writer may take per round")
     ap.add_argument("--iceberg-commit-ms", type=int, default=5000,
                     help="the Iceberg sink's commit interval (the lake worker's --commit-interval-s default: 5 s)")
+    ap.add_argument("--console-rows", type=int, default=1_000_000,
+                    help="telemetry rows in the lake the console's pages are timed against (issue 17: 1 million)")
     ap.add_argument("--no-peers", action="store_true", help="skip the Go reference and the Iceberg sink")
     ap.add_argument("--vins", type=int, default=8, help="VINs per fixture in the HTTP corpus")
     ap.add_argument("--receiver-arg", action="append", default=[],

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dlq": ("list, show, redrive and count dead-lettered records", ("consumers.dlq.cli",)),
     "consumers": ("consumer groups: reset offsets to a time", ("consumers.cli",)),
     "topics": ("create and list the contract's topics", ("consumers.cli",)),
+    "console": ("the operator's web console (overview, events, vehicles, alerts, credits, tokens)",
+                ("tpipe.console.cli",)),
 }
 #: ``tpipe consume <worker>`` -> (help, module exposing ``register_consume``)
 WORKERS: dict[str, tuple[str, str]] = {

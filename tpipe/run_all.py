@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--kafka-port", type=int, default=9092, metavar="PORT", help="local broker port (default 9092)")
     p.add_argument("--kafka", default=None, metavar="HOST:PORT", help="use this Kafka instead of starting a local broker")
     p.add_argument("--no-workers", action="store_true", help="only broker and receiver")
+    p.add_argument("--console-port", type=int, default=8070, help="the console's port on 127.0.0.1 (0: no console)")
     p.set_defaults(func=_run)
 
 
@@ -88,14 +89,19 @@ def _run(args: argparse.Namespace) -> int:
         if not args.no_workers:
             for name in WORKERS:
                 procs[name] = subprocess.Popen([*tpipe, "consume", name], env=env)
+        if args.console_port:
+            procs["console"] = subprocess.Popen([*tpipe, "console", "--console-port", str(args.console_port),
+                                                 "--receiver-url", f"http://127.0.0.1:{args.port}"], env=env)
+        console = f"http://127.0.0.1:{args.console_port}/" if args.console_port else "off (--console-port 0)"
         url = f"http://127.0.0.1:{args.port}/webhook"
         print(
             f"""
 teslemetry-pipeline is running
   Kafka      {bootstrap}
   webhook    {url}
+  console    {console}
   token      {token}        (new for this run; `tpipe token list` shows ids)
-  workers    {', '.join(n for n in procs if n != 'receiver') or 'none'}
+  workers    {', '.join(n for n in procs if n not in ('receiver', 'console')) or 'none'}
   state      {var}   (read it from anywhere: TPIPE_HOME={var} tpipe alerts active)
   health     http://127.0.0.1:{args.port}/readyz   metrics http://127.0.0.1:{args.port}/metrics
 

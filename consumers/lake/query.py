@@ -25,9 +25,9 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThanOrEqual
 
 from consumers.lake.readonly import open_lake
+from consumers.lake.scan import Window, register_rows
 from consumers.lake.settings import LakeCatalogSettings
 from consumers.lake.tables import TABLES
 from schemas.fields import FIELDS, TYPED_KINDS
@@ -54,34 +54,22 @@ WHERE k.kind IN ({", ".join(repr(k) for k in sorted(TYPED_KINDS))})
 """
 
 
-def _filter(vin: str | None, since: datetime | None) -> BooleanExpression:
-    expr: BooleanExpression = AlwaysTrue()
-    if vin:
-        expr = And(expr, EqualTo("vin", vin))  # type: ignore[call-arg,arg-type]
-    if since is not None:
-        expr = And(expr, GreaterThanOrEqual("created_at", since.isoformat()))  # type: ignore[call-arg,arg-type]
-    return expr
-
-
 def connect(
     settings: LakeCatalogSettings, *, vin: str | None = None, since: datetime | None = None,
-    tables: Sequence[str] = VIEWS,
+    tables: Sequence[str] = VIEWS, until: datetime | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the deduplicating views over the lake tables (a table not created yet
-    reads as empty) and ``mistyped_values``. Raises ``StoreMissingError`` when there is no lake."""
+    reads as empty) and ``mistyped_values``, holding the rows of ``vin`` created in ``[since, until)``
+    (each bound optional; see ``scan``). Raises ``StoreMissingError`` when there is no lake."""
     existing = open_lake(settings)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    row_filter = _filter(vin, since)
+    window = Window(vin, since, until)
     for tdef in TABLES:
         if tdef.name not in tables:
             continue
-        tbl = existing.get(tdef.name)
-        arrow: pa.Table = (
-            tbl.scan(row_filter=row_filter).to_arrow() if tbl is not None else tdef.arrow_schema.empty_table()
-        )
         raw = f"_raw_{tdef.name}"
-        con.register(raw, arrow)
+        register_rows(con, raw, existing.get(tdef.name), tdef, window)
         keys = ", ".join(tdef.dedup_by)
         # telemetry rows with field NULL only mark an event whose data object was empty
         where = "WHERE field IS NOT NULL " if tdef.name == "telemetry" else ""
