@@ -89,7 +89,7 @@ async def run_forwarder(
 
     builder = RecordBuilder(settings.topic_prefix, validate_event)
     fw = Forwarder(spool, factory, builder, batch_events=settings.forward_batch_events,
-                   max_inflight=settings.forward_inflight_chunks)
+                   max_inflight=settings.forward_inflight_chunks, gather_bytes=settings.forward_gather_bytes)
     prof = None
     if profile:
         import cProfile

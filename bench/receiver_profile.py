@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.infra import CLK, FIXTURES, ROOT, TOKEN, child_pids, free_port, get_json, log, make_bodies
+from bench.infra import CLK, FIXTURES, ROOT, TOKEN, child_pids, free_port, get_json, log, make_bodies, run_wrk
 
 WARMUP_REQUESTS = 200
 
@@ -91,15 +91,16 @@ def send(port: int, reqs: list[bytes], n: int, concurrency: int) -> dict[int, in
 # ------------------------------------------------------------------------------------- one run
 
 
-def _commits(url: str) -> float:
-    with contextlib.suppress(Exception):
-        import urllib.request
+def _counts(url: str) -> tuple[float, float]:
+    """(group commits, chunks forwarded) so far, from the receiver's metrics."""
+    import urllib.request
 
-        text = urllib.request.urlopen(url + "/metrics", timeout=60).read().decode()
-        m = re.search(r"^tpipe_spool_commit_seconds_count\s+(\S+)", text, re.M)
-        if m:
-            return float(m.group(1))
-    return float("nan")
+    text = urllib.request.urlopen(url + "/metrics", timeout=60).read().decode()
+    out = []
+    for name in ("tpipe_spool_commit_seconds_count", "tpipe_forward_latency_seconds_count"):
+        m = re.search(rf"^{name}\s+(\S+)", text, re.M)
+        out.append(float(m.group(1)) if m else float("nan"))
+    return out[0], out[1]
 
 
 def _wait(url: str, timeout: float) -> None:
@@ -134,7 +135,7 @@ def _dumped_instructions(out_dir: Path, pid: int) -> int:
     return int(m.group(1))
 
 
-def run_once(a: argparse.Namespace, bootstrap: str, n: int, reqs_for: Any, work: Path) -> dict[str, Any]:
+def run_once(a: argparse.Namespace, bootstrap: str, n: int, bodies: list[Path], work: Path) -> dict[str, Any]:
     port = free_port()
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     cmd = [sys.executable, "-m", "tpipe.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -151,7 +152,7 @@ def run_once(a: argparse.Namespace, bootstrap: str, n: int, reqs_for: Any, work:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url, 900 if cg else 90)
-        reqs = reqs_for(port)
+        reqs = requests_for(bodies, port)
         send(port, reqs, WARMUP_REQUESTS, a.concurrency)
         _wait(url, 900 if cg else 90)
         child = child_pids(proc.pid)
@@ -166,13 +167,17 @@ def run_once(a: argparse.Namespace, bootstrap: str, n: int, reqs_for: Any, work:
             for k, pid in pids.items():
                 _callgrind("-d", pid)
                 idle[k] = _dumped_instructions(run_dir, pid) / a.idle_s
-        commits0 = _commits(url)
+        commits0, chunks0 = _counts(url)
         if cg:
             for pid in pids.values():
                 _callgrind("-z", pid)
         cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
         t0 = time.monotonic()
-        statuses = send(port, reqs, n, a.concurrency)
+        if a.wrk_seconds:  # wrk at its maximum rate, as make bench: n is what it sent
+            r = run_wrk(url, a.wrk_seconds, bodies, a.concurrency)
+            n, statuses = r["requests"], {202: r["requests"] - r["non_2xx"], "other": r["non_2xx"] + r["errors"]}
+        else:
+            statuses = send(port, reqs, n, a.concurrency)
         sent_s = time.monotonic() - t0
         if cg:  # every request answered: the receiver's share is done (the forwarder's reports aside)
             _callgrind("-d", pids["receiver"])
@@ -181,9 +186,10 @@ def run_once(a: argparse.Namespace, bootstrap: str, n: int, reqs_for: Any, work:
         cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items()}
         if cg:
             _callgrind("-d", pids["forwarder"])
-        commits = _commits(url) - commits0
+        commits, chunks = (x - x0 for x, x0 in zip(_counts(url), (commits0, chunks0), strict=True))
         out: dict[str, Any] = {"requests": n, "statuses": statuses, "concurrency": a.concurrency,
                                "group_commits": commits, "requests_per_commit": round(n / commits, 2) if commits else None,
+                               "chunks": chunks, "requests_per_chunk": round(n / chunks, 2) if chunks else None,
                                "send_s": round(sent_s, 3), "req_per_s": round(n / sent_s),
                                "forwarded_s": round(window["forwarder"], 3)}
         if cg:
@@ -240,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(default: 2000,4000 with callgrind, 20000 with cpu)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each request count")
     ap.add_argument("--concurrency", type=int, default=16, help="keep-alive connections sending at once")
+    ap.add_argument("--wrk-seconds", type=float, default=0.0,
+                    help="cpu mode: load with wrk at its maximum rate for this long instead of N requests")
     ap.add_argument("--kafka", default=None, help="an existing broker (default: start a local one)")
     ap.add_argument("--receiver-arg", action="append", default=[], help="extra `tpipe serve` flag (repeatable)")
     ap.add_argument("--vins", type=int, default=8)
@@ -269,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for _ in range(a.repeat):
             for n in sizes:
-                r = run_once(a, bootstrap, n, lambda port: requests_for(bodies, port), work)
+                r = run_once(a, bootstrap, n, bodies, work)
                 log(json.dumps(r))
                 runs.append(r)
         summary = {"mode": a.mode, "receiver_args": a.receiver_arg, "runs": runs, **summarize(a, runs)}

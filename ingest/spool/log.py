@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from pathlib import Path
 from ingest.errors import SpoolFullError, SpoolWriteError
 from ingest.spool import frame
 from ingest.spool.files import CursorFile, Position, fsync_dir, list_segments, open_private, segment_path
-from ingest.spool.reader import read_frames
+from ingest.spool.reader import read_frames, unread_bytes
 from ingest.spool.recovery import RecoveryReport, recover
 
 log = logging.getLogger("tpipe.spool")
@@ -150,6 +151,10 @@ class Spool:
         self._closing = False
         self._writing = False
         self._cursor_file: CursorFile | None = None
+        # cursor writes coalesced: while one is queued on the I/O thread, later advances only add to it
+        self._persist_lock = threading.Lock()
+        self._persist_queued = False
+        self._doomed: list[int] = []
         self.commits = 0  # group commits done (each one write + fdatasync)
         self._refused_full = False  # an append was refused for size and nothing was forwarded since
 
@@ -362,6 +367,10 @@ class Spool:
         """Committed records from ``start`` on (at most ``max_records``) and the position after them."""
         return read_frames(self.root, self._sizes, self._active, start, max_records=max_records, max_bytes=max_bytes)
 
+    def unread_bytes(self, pos: Position) -> int:
+        """Committed bytes from ``pos`` on (the forwarder gathers while this is small)."""
+        return unread_bytes(self._sizes, pos)
+
     def committed_sizes(self) -> tuple[dict[int, int], int]:
         """Each segment's fsync'd size, and the segment being appended to (for a forwarder process)."""
         return dict(self._sizes), self._active
@@ -399,15 +408,24 @@ class Spool:
             self._active += 1
             self._open_segment(self._active)
             self._cursor = Position(self._active, 0)
-        self._io.submit(self._persist_cursor, self._cursor, doomed)
+        with self._persist_lock:
+            self._doomed.extend(doomed)
+            queued, self._persist_queued = self._persist_queued, True
+        if not queued:  # one cursor write (and thread hand-off) however many chunks Kafka took meanwhile
+            self._io.submit(self._persist_cursor)
 
-    def _persist_cursor(self, pos: Position, doomed: list[int]) -> None:
-        """On the I/O thread: make ``pos`` durable, then delete the segments wholly before it."""
+    def _persist_cursor(self) -> None:
+        """On the I/O thread: make the cursor durable, then delete the segments wholly before it."""
         assert self._cursor_file is not None
+        with self._persist_lock:
+            self._persist_queued = False
+            pos, doomed, self._doomed = self._cursor, self._doomed, []
         try:
             self._cursor_file.write(pos)
         except OSError:
             log.exception("could not persist the spool cursor (a restart re-sends from the previous one)")
+            with self._persist_lock:  # deleted once a later cursor is durable
+                self._doomed.extend(doomed)
             return
         for seg in doomed:
             segment_path(self.root, seg).unlink(missing_ok=True)
