@@ -83,6 +83,39 @@ class EdgeLimits:
         )
 
 
+class ResponseWriter:
+    """The transport a request's cycle writes through. uvicorn writes an answer's status line and
+    headers, then its body, each with ``transport.write``: two ``send()`` calls and, over loopback,
+    two packets (each with the kernel's work of delivering it) per answer. Writes made in one pass
+    of the event loop go out as one: flushed when the response completes, when the connection is
+    closed, or at the end of the pass (a ``100 Continue``, a streamed body)."""
+
+    __slots__ = ("_loop", "_parts", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._parts:
+            self._loop.call_soon(self.flush)
+        self._parts.append(data)
+
+    def flush(self) -> None:
+        parts = self._parts
+        if parts:
+            self.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+            parts.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
 class EdgeProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with header/body timeouts, a header size limit and a connection cap."""
 
@@ -101,6 +134,7 @@ class EdgeProtocol(HttpToolsProtocol):
     # ---- connection ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._writer = ResponseWriter(transport, self.loop)
         limits = self.limits
         if self.server is None or self.server[1] != limits.ops_port:
             if limits.webhook_connections >= limits.max_connections:
@@ -148,10 +182,17 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._phase = _BODY
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = self._writer  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._phase = _IDLE
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        self._writer.flush()
+        super().on_response_complete()
 
     # ---- timers --------------------------------------------------------------------------------
     def _arm(self) -> None:
