@@ -103,6 +103,7 @@ class Receiver:
                 max_bytes=s.spool_max_bytes,
                 segment_bytes=s.spool_segment_bytes,
                 commit_delay_s=s.spool_commit_delay_ms / 1000,
+                gather_s=s.spool_gather_ms / 1000,
             )
             rep = self.spool.open()
             log.info(

@@ -33,6 +33,12 @@ class IngestSettings(KafkaSettings):
     spool_commit_delay_ms: float = Field(
         0.0, description="extra wait before a group commit to gather more requests (0: commit as soon as idle)"
     )
+    spool_gather_ms: float = Field(
+        1.0, ge=0,
+        description="while busy (a group commit started less than this long ago), the next one waits until this "
+        "long after it, gathering the requests meanwhile: at most one fdatasync per interval under load; a "
+        "request that finds the spool idle is committed at once (0: commit back to back)",
+    )
     forwarder: Literal["process", "inline"] = Field(
         "process",
         description="process: parse and publish the spool in a child process (the request path only checks "

@@ -27,6 +27,7 @@ from pathlib import Path
 from ingest.errors import SpoolFullError, SpoolWriteError
 from ingest.spool import frame
 from ingest.spool.files import CursorFile, Position, fsync_dir, list_segments, open_private, segment_path
+from ingest.spool.pacing import CommitPacer
 from ingest.spool.reader import read_frames, unread_bytes
 from ingest.spool.recovery import RecoveryReport, recover
 
@@ -116,11 +117,14 @@ class SpoolStats:
 
 
 class Spool:
-    def __init__(self, root: Path, *, max_bytes: int, segment_bytes: int, commit_delay_s: float = 0.0) -> None:
+    def __init__(
+        self, root: Path, *, max_bytes: int, segment_bytes: int, commit_delay_s: float = 0.0, gather_s: float = 0.0
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.commit_delay_s = commit_delay_s
+        self.pacer = CommitPacer(gather_s)  # spaces the commits while busy (ingest.spool.pacing)
         self.recovery: RecoveryReport | None = None
         self._sizes: dict[int, int] = {}
         self._cursor = Position(0, 0)
@@ -284,6 +288,10 @@ class Spool:
                 continue
             if self.commit_delay_s:
                 await asyncio.sleep(self.commit_delay_s)
+            wait = self.pacer.wait_s(time.monotonic())
+            if wait > 0 and not self._closing:  # busy: let more requests join this commit
+                await asyncio.sleep(wait)
+            self.pacer.started(time.monotonic())
             data = b"".join(self._pending)
             waiters, count = self._waiters, self._pending_count
             self._pending, self._waiters, self._pending_bytes, self._pending_count = [], [], 0, 0
