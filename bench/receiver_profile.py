@@ -18,6 +18,9 @@ forwarded, and reads the counters of both processes:
   window costs whatever its size (the drain polling, periodic tasks).
 * ``--mode cpu``: user + system CPU of both processes from ``/proc`` over the same window (kernel time
   included; moved by other load through caches and frequency; median of ``--repeat`` runs).
+  ``--wrk-seconds S`` loads with wrk at its maximum rate instead, as ``make bench`` does.
+* ``--mode syscalls``: system calls per request of each process (``strace -c`` attached for the
+  window): the kernel's share, which instruction counts do not see, as a count.
 
 ``tpipe_spool_commit_seconds_count`` gives the group commits of the window (requests per commit decide
 how much of a commit each request pays; under valgrind the receiver is ~50× slower, so commits group
@@ -135,6 +138,16 @@ def _dumped_instructions(out_dir: Path, pid: int) -> int:
     return int(m.group(1))
 
 
+def _strace_counts(path: Path) -> dict[str, int]:
+    """``strace -c`` summary: calls per syscall (the ``errors`` column is left out)."""
+    calls: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0].replace(".", "").isdigit() and parts[-1] != "total":
+            calls[parts[-1]] = int(parts[3])
+    return calls
+
+
 def run_once(a: argparse.Namespace, bootstrap: str, n: int, bodies: list[Path], work: Path) -> dict[str, Any]:
     port = free_port()
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
@@ -171,6 +184,12 @@ def run_once(a: argparse.Namespace, bootstrap: str, n: int, bodies: list[Path], 
         if cg:
             for pid in pids.values():
                 _callgrind("-z", pid)
+        tracers = {}
+        if a.mode == "syscalls":  # strace -c attached to each process for the window (counts, not times)
+            for k, pid in pids.items():
+                tracers[k] = subprocess.Popen(["strace", "-f", "-c", "-q", "-o", str(run_dir / f"strace.{k}"),
+                                               "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # strace needs a moment to attach to every thread (no readiness signal to poll)
         cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
         t0 = time.monotonic()
         if a.wrk_seconds:  # wrk at its maximum rate, as make bench: n is what it sent
@@ -183,6 +202,9 @@ def run_once(a: argparse.Namespace, bootstrap: str, n: int, bodies: list[Path], 
             _callgrind("-d", pids["receiver"])
         _wait(url, 1800 if cg else 120)
         window = {"receiver": sent_s, "forwarder": time.monotonic() - t0}
+        for proc_ in tracers.values():
+            proc_.send_signal(2)
+            proc_.wait(60)
         cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items()}
         if cg:
             _callgrind("-d", pids["forwarder"])
@@ -200,6 +222,11 @@ def run_once(a: argparse.Namespace, bootstrap: str, n: int, bodies: list[Path], 
                 if idle:
                     out[f"{k}_idle_instructions_per_s"] = round(idle[k])
                     out[f"{k}_net_instructions_per_req"] = round((total - idle[k] * window[k]) / n)
+        elif tracers:
+            for k in pids:
+                calls = _strace_counts(run_dir / f"strace.{k}")
+                out[f"{k}_syscalls_per_req"] = round(sum(calls.values()) / n, 2)
+                out[f"{k}_syscalls"] = {name: round(c / n, 3) for name, c in sorted(calls.items(), key=lambda x: -x[1])[:8]}
         else:
             out.update({f"{k}_cpu_us_per_req": round(v * 1e6 / n, 1) for k, v in cpu.items()})
         if statuses.get(202) != n:
@@ -219,6 +246,8 @@ def run_once(a: argparse.Namespace, bootstrap: str, n: int, bodies: list[Path], 
 
 def summarize(a: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
     roles = ("receiver", "forwarder")
+    if a.mode == "syscalls":
+        return {f"{k}_syscalls_per_req": [r[f"{k}_syscalls_per_req"] for r in runs] for k in roles}
     if a.mode == "cpu":
         out: dict[str, Any] = {}
         for k in roles:
@@ -241,7 +270,7 @@ def summarize(a: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=("callgrind", "cpu"), default="callgrind")
+    ap.add_argument("--mode", choices=("callgrind", "cpu", "syscalls"), default="callgrind")
     ap.add_argument("--requests", default=None, help="comma-separated request counts, one run each "
                     "(default: 2000,4000 with callgrind, 20000 with cpu)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each request count")

@@ -74,6 +74,9 @@ def build_server(settings: IngestSettings) -> ReceiverServer:
         timeout_keep_alive=settings.keep_alive_timeout_s,
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
         lifespan="on",
+        # uvicorn would wrap the app in ProxyHeadersMiddleware (X-Forwarded-For from 127.0.0.1): one more
+        # coroutine per request for a client address the receiver never reads
+        proxy_headers=False,
     )
     listen = {"webhook": (settings.host, settings.port)}
     if settings.ops_port is not None:

@@ -151,6 +151,7 @@ class Spool:
         self._runs: deque[tuple[Position, int, int]] = deque()
         self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-io")
         self._closing = False
         self._writing = False
@@ -181,7 +182,9 @@ class Spool:
         return rep
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._commit_loop(), name="spool-commit")
+        # kept: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call (fork check)
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._commit_loop(), name="spool-commit")
 
     async def close(self) -> None:
         self._closing = True
@@ -270,7 +273,7 @@ class Spool:
         if self.pending_bytes() + self._pending_bytes + size > self.max_bytes:
             self._refused_full = True
             raise SpoolFullError(f"spool holds {self.pending_bytes()} unforwarded bytes (max {self.max_bytes})")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[None] = (self._loop or asyncio.get_running_loop()).create_future()
         self._pending.append(data)
         self._pending_bytes += size
         self._pending_count += count
