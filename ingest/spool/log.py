@@ -267,6 +267,11 @@ class Spool:
 
         Raises SpoolFullError or SpoolWriteError. The request path's call: one future, no copies.
         """
+        await self.append_nowait(data, count)
+
+    def append_nowait(self, data: bytes, count: int = 1) -> asyncio.Future[None]:
+        """``append_frame`` without a coroutine: the future resolves once ``data`` is fsync'd (or fails
+        with SpoolWriteError); SpoolFullError and a closing spool are raised at once."""
         if self._closing:
             raise SpoolWriteError("spool is closing")
         size = len(data)
@@ -279,7 +284,7 @@ class Spool:
         self._pending_count += count
         self._waiters.append(fut)
         self._wakeup.set()
-        await fut
+        return fut
 
     async def _commit_loop(self) -> None:
         while True:
