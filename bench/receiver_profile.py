@@ -19,6 +19,9 @@ forwarded, and reads the counters of both processes:
 * ``--mode cpu``: user + system CPU of both processes from ``/proc`` over the same window (kernel time
   included; moved by other load through caches and frequency; median of ``--repeat`` runs).
   ``--wrk-seconds S`` loads with wrk at its maximum rate instead, as ``make bench`` does.
+* ``--mode forwarder``: the forwarder alone under callgrind (``bench.forward`` draining a prefilled spool of
+  ``--events`` bodies in chunks of ``--forward-batch-events``; only the drain is counted): its instructions
+  per event do not depend on how the live receiver's commits happened to cut the chunks.
 * ``--mode syscalls``: system calls per request of each process (``strace -c`` attached for the
   window): the kernel's share, which instruction counts do not see, as a count.
 
@@ -244,6 +247,28 @@ def run_once(a: argparse.Namespace, bootstrap: str, n: int, bodies: list[Path], 
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def forwarder_only(a: argparse.Namespace, bootstrap: str, bodies: list[Path], work: Path) -> dict[str, Any]:
+    """The forwarder alone under callgrind: ``bench.forward`` drains a prefilled spool of ``--events`` bodies
+    in chunks of ``--forward-batch-events``; only the drain is counted (the prefill is not)."""
+    out_dir = Path(tempfile.mkdtemp(prefix="fwd-", dir=work))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TPIPE_")}
+    env.update(PYTHONHASHSEED="0", BENCH_CALLGRIND="1", TPIPE_FORWARD_BATCH_EVENTS=str(a.forward_batch_events))
+    cmd = ["taskset", "-c", "0", "valgrind", "--tool=callgrind", "--dump-instr=no",
+           f"--callgrind-out-file={out_dir}/cg.%p", sys.executable, "-m", "bench.forward", "--kafka", bootstrap,
+           "--prefix", f"rpf{os.getpid()}", "--events", str(a.events), "--vins", "8", "--mode", "forwarder",
+           *map(str, bodies[:3])]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
+    if res.returncode != 0:
+        raise RuntimeError(f"bench.forward failed: {res.stderr[-2000:]}")
+    dumps = sorted(out_dir.glob("cg.*.*"))
+    if not dumps:
+        raise RuntimeError(f"no callgrind dump in {out_dir}")
+    pid = int(dumps[0].name.split(".")[1])
+    total = _dumped_instructions(out_dir, pid)
+    return {"mode": "forwarder-only", "events": a.events, "forward_batch_events": a.forward_batch_events,
+            "forwarder_instructions": total, "forwarder_instructions_per_event": round(total / a.events)}
+
+
 def summarize(a: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
     roles = ("receiver", "forwarder")
     if a.mode == "syscalls":
@@ -270,7 +295,10 @@ def summarize(a: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=("callgrind", "cpu", "syscalls"), default="callgrind")
+    ap.add_argument("--mode", choices=("callgrind", "cpu", "syscalls", "forwarder"), default="callgrind",
+                    help="forwarder: the forwarder alone under callgrind, draining a prefilled spool (--events)")
+    ap.add_argument("--events", type=int, default=6000, help="forwarder mode: bodies in the prefilled spool")
+    ap.add_argument("--forward-batch-events", type=int, default=1000, help="forwarder mode: chunk size")
     ap.add_argument("--requests", default=None, help="comma-separated request counts, one run each "
                     "(default: 2000,4000 with callgrind, 20000 with cpu)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each request count")
@@ -284,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="callgrind: seconds of an idle window measured first, subtracted per second of the runs")
     ap.add_argument("--keep", action="store_true", help="keep the run directories (callgrind dumps, logs)")
     a = ap.parse_args(argv)
-    if a.mode == "callgrind" and not shutil.which("valgrind"):
+    if a.mode in ("callgrind", "forwarder") and not shutil.which("valgrind"):
         from bench.infra import ensure_tool
 
         ensure_tool("valgrind", "valgrind")
@@ -303,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
             broker = LocalBroker(data_dir=work / "kafka")
             broker.start()
             bootstrap = broker.bootstrap
+        if a.mode == "forwarder":
+            out = [forwarder_only(a, bootstrap, bodies, work) for _ in range(a.repeat)]
+            for r in out:
+                log(json.dumps(r))
+            sys.stdout.write(json.dumps({"runs": out}) + "\n")
+            return 0
         runs = []
         for _ in range(a.repeat):
             for n in sizes:
