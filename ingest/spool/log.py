@@ -28,7 +28,7 @@ from ingest.errors import SpoolFullError, SpoolWriteError
 from ingest.spool import frame
 from ingest.spool.files import CursorFile, Position, fsync_dir, list_segments, open_private, segment_path
 from ingest.spool.pacing import CommitPacer
-from ingest.spool.reader import read_frames, unread_bytes
+from ingest.spool.reader import SegmentFiles, read_frames, unread_bytes
 from ingest.spool.recovery import RecoveryReport, recover
 
 log = logging.getLogger("tpipe.spool")
@@ -157,6 +157,7 @@ class Spool:
         self._writing = False
         self._cursor_file: CursorFile | None = None
         # cursor writes coalesced: while one is queued on the I/O thread, later advances only add to it
+        self._files = SegmentFiles(root)  # the segment read last, kept open (inline forwarder)
         self._persist_lock = threading.Lock()
         self._persist_queued = False
         self._doomed: list[int] = []
@@ -198,6 +199,7 @@ class Spool:
                 os.ftruncate(self._fd, self._sizes.get(self._active, 0))
             os.close(self._fd)
             self._fd = -1
+        self._files.close()
         if self._cursor_file is not None:
             self._cursor_file.close()
 
@@ -381,7 +383,8 @@ class Spool:
         self, start: Position, *, max_records: int, max_bytes: int = 8 << 20
     ) -> tuple[list[frame.SpooledBody], Position]:
         """Committed records from ``start`` on (at most ``max_records``) and the position after them."""
-        return read_frames(self.root, self._sizes, self._active, start, max_records=max_records, max_bytes=max_bytes)
+        return read_frames(self.root, self._sizes, self._active, start, max_records=max_records, max_bytes=max_bytes,
+                           files=self._files)
 
     def unread_bytes(self, pos: Position) -> int:
         """Committed bytes from ``pos`` on (the forwarder gathers while this is small)."""
@@ -424,6 +427,7 @@ class Spool:
             self._active += 1
             self._open_segment(self._active)
             self._cursor = Position(self._active, 0)
+        self._files.release_before(self._cursor.segment)  # before deleting: its space is freed at once
         with self._persist_lock:
             self._doomed.extend(doomed)
             queued, self._persist_queued = self._persist_queued, True

@@ -126,36 +126,26 @@ async def test_reads_take_what_they_return_and_whole_frames_larger_than_a_read(t
 async def test_a_chunk_read_from_a_backlog_reads_about_what_it_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Chunks taken from a long backlog: each read takes about its own frames, not the rest of the segment."""
-    import builtins
-
-    from ingest.spool import reader
-
+    """Chunks taken from a long backlog: each read takes about its own frames, not the rest of the segment;
+    the segment stays open between chunks (one pread each)."""
     spool = await _open(tmp_path, segment_bytes=64 << 20)
     for i in range(0, 2000, 100):
         await spool.append([_frame(j, 1500) for j in range(i, i + 100)])
-    read_bytes = 0
+    read_bytes, opens, real_pread, real_open = 0, 0, os.pread, os.open
 
-    class Counting:
-        def __init__(self, fh: object) -> None:
-            self.fh = fh
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        nonlocal read_bytes
+        data = real_pread(fd, n, offset)
+        read_bytes += len(data)
+        return data
 
-        def __enter__(self) -> Counting:
-            return self
+    def counting_open(path: object, flags: int, *args: int) -> int:
+        nonlocal opens
+        opens += 1
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
 
-        def __exit__(self, *exc: object) -> None:
-            self.fh.close()  # type: ignore[attr-defined]
-
-        def seek(self, at: int) -> int:
-            return int(self.fh.seek(at))  # type: ignore[attr-defined]
-
-        def read(self, n: int) -> bytes:
-            nonlocal read_bytes
-            data: bytes = self.fh.read(n)  # type: ignore[attr-defined]
-            read_bytes += len(data)
-            return data
-
-    monkeypatch.setattr(reader, "open", lambda *a, **kw: Counting(builtins.open(*a, **kw)), raising=False)
+    monkeypatch.setattr(os, "pread", pread)
+    monkeypatch.setattr(os, "open", counting_open)
     pos, got = spool.cursor, 0
     while True:
         records, pos = spool.read(pos, max_records=50)
@@ -164,6 +154,7 @@ async def test_a_chunk_read_from_a_backlog_reads_about_what_it_returns(
         got += len(records)
     assert got == 2000
     assert read_bytes < 2 * spool.pending_bytes(), f"{read_bytes} bytes read for {spool.pending_bytes()}"
+    assert opens == 1, "one open for the chunks of one segment"
     await spool.close()
 
 
