@@ -17,20 +17,16 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ingest.direct import DirectPublisher
 from ingest.errors import SpoolFullError, SpoolWriteError
-from ingest.forward.health import stall
 from ingest.forward.placement import ForwarderPlacement, make_forwarder
 from ingest.http.limits import InflightGate, PortSplit
+from ingest.ops_routes import OpsRoutes
 from ingest.records import RecordBuilder
-from ingest.sanitize import strip_addresses
 from ingest.settings import IngestSettings
 from ingest.spool import frame
 from ingest.spool.log import Spool
@@ -103,6 +99,7 @@ class Receiver:
                 max_bytes=s.spool_max_bytes,
                 segment_bytes=s.spool_segment_bytes,
                 commit_delay_s=s.spool_commit_delay_ms / 1000,
+                gather_s=s.spool_gather_ms / 1000,
             )
             rep = self.spool.open()
             log.info(
@@ -173,9 +170,7 @@ class Receiver:
         try:
             status, body, extra = await self.handle(scope, receive)
         except Exception as exc:  # never an uncounted 500: say what broke, count it, answer JSON
-            log.error("webhook request failed", exc_info=True, extra={"error": f"{type(exc).__name__}: {exc}"})
-            metrics.BODIES_REFUSED.labels("internal_error").inc()
-            status, body, extra = self._refuse(500, "internal_error", "the receiver failed; the body was not stored")
+            status, body, extra = self.failed(exc)
         if body is _SPOOLED:  # the common answer: headers built once
             await send({"type": "http.response.start", "status": 202, "headers": _SPOOLED_HEADERS})
             await send({"type": "http.response.body", "body": body})
@@ -194,38 +189,61 @@ class Receiver:
         metrics.BODIES_REFUSED.labels("too_deep" if exc.reason.startswith("nesting deeper") else "invalid").inc()
         return self._refuse(400, "bad_request", exc.reason)
 
+    def failed(self, exc: Exception) -> Outcome:
+        """A bug of ours on the request path: logged, counted, answered 500 (nothing was stored)."""
+        log.error("webhook request failed", exc_info=exc, extra={"error": f"{type(exc).__name__}: {exc}"})
+        metrics.BODIES_REFUSED.labels("internal_error").inc()
+        return self._refuse(500, "internal_error", "the receiver failed; the body was not stored")
+
     def _refuse(self, status: int, error: str, reason: str, retry: bool = False) -> Outcome:
         metrics.HTTP_REQUESTS.labels(str(status)).inc()
         extra = [("Retry-After", str(self.settings.retry_after_s))] if retry else []
         return status, orjson.dumps({"error": error, "reason": reason}), extra
 
-    async def handle(self, scope: Scope, receive: Receive) -> Outcome:
-        """One webhook delivery: auth, body limit, parse, validate, spool (or Kafka), answer."""
-        s = self.settings
+    def admit(self, headers: list[tuple[bytes, bytes]], query_string: bytes) -> Outcome | None:
+        """Before the body: the token and the declared size; a refusal, or None to read the body."""
         auth = declared = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"authorization":
                 auth = value
             elif name == b"content-length":
                 declared = value
-        if not self.tokens.check(_token_of(auth, scope.get("query_string", b""))):
+        if not self.tokens.check(_token_of(auth, query_string)):
             metrics.BODIES_REFUSED.labels("unauthorized").inc()
             return self._refuse(401, "unauthorized", "missing or invalid token (Bearer header or ?token=)")
-        limit = s.max_body_bytes
+        limit = self.settings.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            metrics.BODIES_REFUSED.labels("too_large").inc()
-            return self._refuse(413, "payload_too_large", f"body exceeds {limit} bytes")
+            return self.too_large()
+        return None
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.settings.max_body_bytes
+
+    def disconnected(self) -> Outcome:
+        return self._refuse(400, "bad_request", "client disconnected before the body was complete")
+
+    def too_large(self) -> Outcome:
+        metrics.BODIES_REFUSED.labels("too_large").inc()
+        return self._refuse(413, "payload_too_large", f"body exceeds {self.settings.max_body_bytes} bytes")
+
+    async def handle(self, scope: Scope, receive: Receive) -> Outcome:
+        """One webhook delivery: auth, body limit, parse, validate, spool (or Kafka), answer."""
+        s = self.settings
+        refused = self.admit(scope["headers"], scope.get("query_string", b""))
+        if refused is not None:
+            return refused
+        limit = s.max_body_bytes
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return self._refuse(400, "bad_request", "client disconnected before the body was complete")
+                return self.disconnected()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                metrics.BODIES_REFUSED.labels("too_large").inc()
-                return self._refuse(413, "payload_too_large", f"body exceeds {limit} bytes")
+                return self.too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -237,24 +255,46 @@ class Receiver:
 
     async def _spool_body(self, body: bytes, received_at_ms: int, scope: Scope) -> Outcome:
         """Spool mode: check the body is an event document, store it as received, answer 202."""
+        stored = self.spool_nowait(body, received_at_ms)
+        if isinstance(stored, tuple):
+            return stored
+        with contextlib.suppress(SpoolWriteError):
+            await stored
+        return self.spooled(stored, len(body), received_at_ms, scope["path"], scope.get("query_string", b""))
+
+    def spool_nowait(self, body: bytes, received_at_ms: int) -> Outcome | asyncio.Future[None]:
+        """Spool mode, up to the fdatasync: a refusal, or the future of the body's group commit
+        (``spooled`` turns it into the answer). Shared by the ASGI path and ``ingest.http.fast``."""
         try:
             check_body(body, self.limits)
         except BodyError as exc:
             return self._refuse_body(exc)
         assert self.spool is not None
         try:
-            await self.spool.append_frame(frame.encode(body, received_at_ms))
+            return self.spool.append_nowait(frame.encode(body, received_at_ms))
         except SpoolFullError as exc:
             metrics.SPOOL_REJECTED.labels("full").inc()
             return self._refuse(503, "spool_full", str(exc), retry=True)
         except SpoolWriteError as exc:
-            metrics.SPOOL_REJECTED.labels("write_error").inc()
-            return self._refuse(503, "spool_unavailable", str(exc), retry=True)
+            return self._write_failed(exc)
+
+    def spooled(self, stored: asyncio.Future[None], size: int, received_at_ms: int, path: str,
+                query_string: bytes) -> Outcome:
+        """The answer once the group commit holding the body is done: 202, or 503 if the write failed."""
+        exc = stored.exception()
+        if exc is not None:
+            if isinstance(exc, SpoolWriteError):
+                return self._write_failed(exc)
+            raise exc
         if self.settings.log_requests:
-            log.info("accepted", extra={"path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1"),
-                                        "bytes": len(body), "received_at_ms": received_at_ms})
+            log.info("accepted", extra={"path": path, "query": query_string.decode("latin-1"), "bytes": size,
+                                        "received_at_ms": received_at_ms})
         self._http_202.inc()
         return 202, _SPOOLED, []
+
+    def _write_failed(self, exc: SpoolWriteError) -> Outcome:
+        metrics.SPOOL_REJECTED.labels("write_error").inc()
+        return self._refuse(503, "spool_unavailable", str(exc), retry=True)
 
     async def _publish_body(self, body: bytes, received_at_ms: int, scope: Scope) -> Outcome:
         """Broker mode: parse, build and publish on the request path; 202 after Kafka's ack."""
@@ -277,72 +317,6 @@ class Receiver:
         self._http_202.inc()
         return 202, orjson.dumps({"status": "accepted", "durability": "broker", "accepted": len(accepted),
                                   "events": accepted}), []
-
-    def _status(self) -> dict[str, Any]:
-        s = self.settings
-        out: dict[str, Any] = {"durability": s.durability, "accepting": self.accepting}
-        if self.spool is not None:
-            st = self.spool.stats()
-            out["spool"] = {
-                "pending_events": st.pending_events,
-                "pending_bytes": st.pending_bytes,
-                "max_bytes": st.max_bytes,
-                "oldest_age_s": None if st.oldest_age_s is None else round(st.oldest_age_s, 3),
-                "segments": st.segments,
-                "writable": st.writable,
-                "last_write_error": st.last_write_error,
-                "damaged_bytes_recovered": st.damaged_bytes_recovered,
-            }
-        fw = self.forwarder
-        if fw is not None and self.spool is not None:
-            cursor = self.spool.cursor
-            fw.supervision.moved(cursor)
-            stuck = stall(fw.state, fw.supervision, cursor=cursor, oldest_age_s=st.oldest_age_s,
-                          stall_after_s=s.stall_after_s, max_deaths=s.forwarder_max_deaths)
-            metrics.FORWARDER_STALLED.set(1 if stuck else 0)
-            out["forwarder"] = {
-                "mode": fw.mode, "pid": fw.pid, "restarts": fw.supervision.restarts,
-                "deaths_at_this_position": fw.supervision.deaths_here,
-                "stalled": stuck is not None,
-                "stall": {**stuck.as_dict(), "reason": strip_addresses(stuck.reason)} if stuck else None,
-            }
-            state = fw.state
-            out["broker"] = {
-                "up": state.broker_reachable(s.broker_timeout_s),
-                "reachable": state.kafka_reachable,
-                "last_error": strip_addresses(state.last_error),
-                "publish_pending_s": state.publish_pending_s(),
-            }
-        else:
-            out["broker"] = {"up": self.direct is not None and self.direct.up, "reachable": None,
-                             "last_error": None, "publish_pending_s": None}
-        return out
-
-    async def healthz(self, request: Request) -> Response:
-        return Response(orjson.dumps({"status": "ok", **self._status()}), media_type=_JSON)
-
-    async def readyz(self, request: Request) -> Response:
-        st = self._status()
-        if self.settings.durability == "spool":
-            ready = self.accepting and st["spool"]["writable"] and not st["forwarder"]["stalled"]
-        else:
-            ready = self.accepting and st["broker"]["up"]
-        return Response(
-            orjson.dumps({"status": "ready" if ready else "not_ready", **st}),
-            status_code=200 if ready else 503,
-            media_type=_JSON,
-        )
-
-    async def metrics(self, request: Request) -> Response:
-        if self.forwarder is not None:
-            self._status()  # refreshes tpipe_forwarder_stalled
-        if self.spool is not None:
-            st = self.spool.stats()
-            metrics.SPOOL_EVENTS.set(st.pending_events)
-            metrics.SPOOL_BYTES.set(st.pending_bytes)
-            metrics.SPOOL_OLDEST_AGE.set(st.oldest_age_s or 0.0)
-        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
 
 class ReceiverApp(Starlette):
     """Starlette, with ``POST /webhook`` answered straight from ASGI: the hot path skips the
@@ -377,13 +351,14 @@ class _AsgiEndpoint:
 
 def create_app(settings: IngestSettings, *, tokens: TokenStore | None = None) -> Starlette:
     receiver = Receiver(settings, tokens)
+    ops = OpsRoutes(receiver)
     app = ReceiverApp(
         routes=[
             # POST /webhook is answered by ReceiverApp before routing; the route answers other methods (405)
             Route("/webhook", _AsgiEndpoint(receiver.asgi_webhook), methods=["POST"]),
-            Route("/healthz", receiver.healthz, methods=["GET"]),
-            Route("/readyz", receiver.readyz, methods=["GET"]),
-            Route("/metrics", receiver.metrics, methods=["GET"]),
+            Route("/healthz", ops.healthz, methods=["GET"]),
+            Route("/readyz", ops.readyz, methods=["GET"]),
+            Route("/metrics", ops.metrics, methods=["GET"]),
         ],
         lifespan=receiver.lifespan,
     )

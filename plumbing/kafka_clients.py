@@ -79,7 +79,34 @@ def consumer_config(
     return cfg
 
 
+def use_lz4_level(level: int) -> None:
+    """Compress produced batches with LZ4 ``level``, for every producer of this process.
+
+    aiokafka compresses each batch with ``aiokafka.codec.lz4_encode(payload)``, whose level defaults
+    to 9 (LZ4 HC), and takes no option for it; its record builders (the C one and the pure-Python
+    fallback) look the function up in their module at every batch, so it is set there. Measured on
+    the bench corpus: 7.1 -> 1.5 µs for a batch of one 0.5 KB record, 20 -> 6 µs for a 20 KB batch,
+    batches ~6 % larger. Consumers read either.
+    """
+    from aiokafka import codec
+    from aiokafka.record import default_records as py_records
+
+    def lz4_encode(payload: Any, level: int = level) -> bytes:
+        return bytes(codec.lz4_encode(payload, level=level))
+
+    modules: list[Any] = [py_records]
+    try:
+        from aiokafka.record._crecords import default_records as c_records
+
+        modules.append(c_records)
+    except ImportError:  # pragma: no cover - aiokafka without its C extension
+        pass
+    for module in modules:
+        module.lz4_encode = lz4_encode
+
+
 def make_producer(s: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    use_lz4_level(s.kafka_lz4_level)
     return AIOKafkaProducer(**producer_config(s, **overrides))
 
 

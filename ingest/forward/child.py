@@ -25,7 +25,7 @@ from ingest.records import RecordBuilder, TypeCounts
 from ingest.settings import IngestSettings
 from ingest.spool.files import Position
 from ingest.spool.frame import SpooledBody
-from ingest.spool.reader import read_frames
+from ingest.spool.reader import SegmentFiles, read_frames, unread_bytes
 from plumbing.logs import configure_logging, register_secret
 
 log = logging.getLogger("tpipe.forwarder")
@@ -55,6 +55,7 @@ class SpoolView:
         self._sizes = sizes
         self._active = active
         self._reports = reports
+        self._files = SegmentFiles(root)
         self.committed = asyncio.Event()
 
     @property
@@ -69,12 +70,16 @@ class SpoolView:
         self.committed.set()
 
     def read(self, start: Position, *, max_records: int) -> tuple[list[SpooledBody], Position]:
-        return read_frames(self.root, self._sizes, self._active, start, max_records=max_records)
+        return read_frames(self.root, self._sizes, self._active, start, max_records=max_records, files=self._files)
+
+    def unread_bytes(self, pos: Position) -> int:
+        return unread_bytes(self._sizes, pos)
 
     def advance(self, new_cursor: Position, events: int) -> None:
         self._cursor = new_cursor
         for seg in [s for s in self._sizes if s < new_cursor.segment]:
             del self._sizes[seg]  # the receiver deletes the file; we will not read it again
+        self._files.release_before(new_cursor.segment)
         self._reports.send(["a", new_cursor.segment, new_cursor.offset, events])
 
     def has_unforwarded(self) -> bool:
@@ -157,6 +162,7 @@ async def _main() -> int:
     fw = ChildForwarder(
         view, producer_factory(settings, builder), builder,
         batch_events=settings.forward_batch_events, max_inflight=settings.forward_inflight_chunks,
+        gather_bytes=settings.forward_gather_bytes,
     )
     fw.reports = reports
     fw.careful_bodies = int(init.get("careful_bodies", 0))

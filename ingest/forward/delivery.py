@@ -170,21 +170,28 @@ def _has_received_time(rec: KafkaRecord) -> bool:
     return any(name == TIMESTAMP_SOURCE for name, _ in rec.headers)
 
 
-async def wait_done(futures: list[asyncio.Future[object]], stop: asyncio.Event) -> None:
-    """Until every future is done, or ``stop`` is set (``StoppedError``)."""
+async def wait_done(
+    futures: list[asyncio.Future[object]], stop: asyncio.Event, wake: asyncio.Event | None = None
+) -> None:
+    """Until every future is done, or ``wake`` is set, or ``stop`` is set (``StoppedError``)."""
     pending = [f for f in futures if not f.done()]
-    if not pending:
+    if not pending or wake is not None and wake.is_set():
         return
     stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    waker: asyncio.Future[Any] | None = asyncio.ensure_future(wake.wait()) if wake is not None else None
     try:
         while pending:
-            waiting: list[asyncio.Future[Any]] = [*pending, stopper]
+            waiting: list[asyncio.Future[Any]] = [*pending, stopper, *([waker] if waker else [])]
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if stopper in done:
                 raise StoppedError
+            if waker is not None and waker in done:
+                return
             pending = [f for f in pending if not f.done()]
     finally:
         stopper.cancel()
+        if waker is not None:
+            waker.cancel()
 
 
 async def _stop(producer: AIOKafkaProducer) -> None:

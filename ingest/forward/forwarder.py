@@ -85,6 +85,8 @@ class SpoolSource(Protocol):
 
     def has_unforwarded(self) -> bool: ...
 
+    def unread_bytes(self, pos: Position) -> int: ...
+
 
 def expand_raw(records: list[SpooledBody], builder: RecordBuilder, counts: TypeCounts) -> list[KafkaRecord]:
     """Spooled webhook bodies -> their Kafka records, in spool order."""
@@ -146,12 +148,17 @@ class Forwarder:
         batch_events: int = 5000,
         max_inflight: int = 3,
         max_backoff_s: float = 5.0,
+        gather_bytes: int = 0,
     ) -> None:
         self.spool = spool
         self.builder = builder
         self.batch_events = batch_events
         self.max_inflight = max(1, max_inflight)
         self.max_backoff_s = max_backoff_s
+        #: while a chunk is in flight, the next one is read only once this much is committed (or the
+        #: chunk is acknowledged): Kafka takes it after the one in flight anyway, and each chunk costs
+        #: its read, batches, compression, produce request and cursor write whatever its size
+        self.gather_bytes = gather_bytes
         self.state = ForwarderState()
         self.delivery = Delivery(producer_factory, builder, max_backoff_s=max_backoff_s, on_error=self._mark_down)
         self.forwarded = 0
@@ -218,7 +225,11 @@ class Forwarder:
                 else:
                     self._complete(inflight.popleft())
             careful = self.careful_bodies > 0
-            if len(inflight) < (1 if careful else self.max_inflight):
+            gather = False
+            if ready is None and inflight and not careful and self.gather_bytes:
+                self.spool.committed.clear()  # first: a commit from now on wakes the wait below
+                gather = self.spool.unread_bytes(pos) < self.gather_bytes
+            if len(inflight) < (1 if careful else self.max_inflight) and not gather:
                 if ready is None:
                     self.spool.committed.clear()
                     records, end = self.spool.read(pos, max_records=1 if careful else self.batch_events)
@@ -256,7 +267,7 @@ class Forwarder:
             self._idle.clear()
             head = inflight[0]
             self.state.publish_started = head.started
-            await wait_done([p.future for p in head.parts], self._stop)
+            await wait_done([p.future for p in head.parts], self._stop, self.spool.committed if gather else None)
 
     async def _recover(self, inflight: deque[_Chunk]) -> None:
         """Kafka refused records of the head chunk: settle every chunk in flight, deliver exactly the

@@ -33,7 +33,8 @@ class InlineForwarder:
     def _new(self) -> Forwarder:
         s = self.settings
         fw = Forwarder(self.spool, producer_factory(s, self.builder), self.builder,
-                       batch_events=s.forward_batch_events, max_inflight=s.forward_inflight_chunks)
+                       batch_events=s.forward_batch_events, max_inflight=s.forward_inflight_chunks,
+                       gather_bytes=s.forward_gather_bytes)
         if self.supervision.deaths_here:
             fw.careful_bodies = s.forward_batch_events * s.forward_inflight_chunks
         return fw

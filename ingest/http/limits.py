@@ -60,8 +60,15 @@ class InflightGate:
             (b"content-length", str(len(self._body)).encode()),
             (b"retry-after", str(retry_after_s).encode()),
         ]
+        self._retry_after = str(retry_after_s)
         self._http_503 = metrics.HTTP_REQUESTS.labels("503")
         self._limited = metrics.HTTP_LIMITED.labels("max_concurrent_requests")
+
+    def refused(self) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """The 503 of a request over the limit, counted (for ``ingest.http.fast``)."""
+        self._http_503.inc()
+        self._limited.inc()
+        return 503, self._body, [("Retry-After", self._retry_after)]
 
     async def run(self, handler: ASGIHandler, scope: Scope, receive: Receive, send: Send) -> None:
         if self.inflight >= self.limit:

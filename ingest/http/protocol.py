@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from ingest.http.fast import FastRequest, FastWebhook
 from ingest.settings import IngestSettings
 from plumbing import metrics
 
@@ -68,6 +70,7 @@ class EdgeLimits:
     retry_after_s: int
     ops_port: int | None = None
     webhook_connections: int = 0  # open connections counted against max_connections
+    fast: FastWebhook | None = None  # POST /webhook without an ASGI cycle (ingest.http.fast), spool mode
 
     @classmethod
     def from_settings(cls, s: IngestSettings) -> EdgeLimits:
@@ -81,6 +84,48 @@ class EdgeLimits:
         self.headers_too_large = refusal(
             431, "request_header_fields_too_large", f"request line and headers exceed {self.max_header_bytes} bytes"
         )
+
+
+class ResponseWriter:
+    """The transport a request's cycle writes through. uvicorn writes an answer's status line and
+    headers, then its body, each with ``transport.write``: two ``send()`` calls and, over loopback,
+    two packets (each with the kernel's work of delivering it) per answer. Writes made in one pass
+    of the event loop go out as one: flushed when the response completes, when the connection is
+    closed, or at the end of the pass (a ``100 Continue``, a streamed body)."""
+
+    __slots__ = ("_loop", "_parts", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._parts:
+            self._loop.call_soon(self.flush)
+        self._parts.append(data)
+
+    def flush(self) -> None:
+        parts = self._parts
+        if parts:
+            self.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+            parts.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
+class _AnswerPending:
+    """``EdgeProtocol.cycle`` while fast answers are pending: uvicorn then queues an ASGI request."""
+
+    response_complete = False
+
+
+_ANSWER_PENDING = _AnswerPending()
 
 
 class EdgeProtocol(HttpToolsProtocol):
@@ -97,10 +142,14 @@ class EdgeProtocol(HttpToolsProtocol):
         self._timed = (_IDLE, 0)  # (phase, request) the timer runs for
         self._header_bytes = 0
         self._counted = False
+        self._fast: FastRequest | None = None  # the message being parsed, when the fast path took it
+        self.answers: deque[FastRequest] = deque()  # fast requests not yet answered, in request order
+        self._close_when_answered = False
 
     # ---- connection ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._writer = ResponseWriter(transport, self.loop)
         limits = self.limits
         if self.server is None or self.server[1] != limits.ops_port:
             if limits.webhook_connections >= limits.max_connections:
@@ -113,6 +162,8 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        for request in list(self.answers):
+            request.lost()
         if self._counted:
             self._counted = False
             self.limits.webhook_connections -= 1
@@ -147,11 +198,52 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._phase = _BODY
+        fast = self.limits.fast
+        self._fast = fast.take(self) if fast is not None else None
+        if self._fast is not None:
+            return
+        if self.answers:  # fast answers still to write: uvicorn queues this request behind them
+            self.cycle = _ANSWER_PENDING  # type: ignore[assignment]
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = self._writer  # type: ignore[assignment]
+
+    def on_body(self, body: bytes) -> None:
+        if self._fast is not None:
+            self._fast.body(body)
+        else:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._phase = _IDLE
-        super().on_message_complete()
+        if self._fast is not None:
+            request, self._fast = self._fast, None
+            request.complete()
+        else:
+            super().on_message_complete()
+
+    def flush_answers(self) -> None:
+        """Write the fast answers that are ready, in request order (``ingest.http.fast``)."""
+        answers = self.answers
+        while answers and answers[0].answer is not None:
+            request = answers.popleft()
+            if self.transport.is_closing():
+                continue
+            self.transport.write(request.answer)  # type: ignore[arg-type]
+            if not request.keep_alive or (self._close_when_answered and not answers):
+                self.transport.close()
+            self.on_response_complete()  # uvicorn's bookkeeping: keep-alive timer, the pipelined next request
+
+    def shutdown(self) -> None:
+        if self.answers:  # graceful stop: answer what was received, then close
+            self._close_when_answered = True
+            return
+        super().shutdown()
+
+    def on_response_complete(self) -> None:
+        self._writer.flush()
+        super().on_response_complete()
 
     # ---- timers --------------------------------------------------------------------------------
     def _arm(self) -> None:

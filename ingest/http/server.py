@@ -13,6 +13,7 @@ import socket
 import uvicorn
 
 from ingest.errors import ListenError
+from ingest.http.fast import FastWebhook
 from ingest.http.protocol import EdgeLimits, edge_protocol
 from ingest.settings import IngestSettings
 
@@ -59,14 +60,18 @@ class ReceiverServer(uvicorn.Server):
 
 
 def build_server(settings: IngestSettings) -> ReceiverServer:
-    from ingest.app import create_app
+    from ingest.app import ReceiverApp, create_app
 
+    app = create_app(settings)
+    limits = EdgeLimits.from_settings(settings)
+    if settings.fast_webhook and settings.durability == "spool" and isinstance(app, ReceiverApp):
+        limits.fast = FastWebhook(app.receiver, app.gate, settings.ops_port)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=edge_protocol(EdgeLimits.from_settings(settings)),
+        http=edge_protocol(limits),
         ws="none",
         access_log=False,
         log_config=None,
@@ -74,6 +79,9 @@ def build_server(settings: IngestSettings) -> ReceiverServer:
         timeout_keep_alive=settings.keep_alive_timeout_s,
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
         lifespan="on",
+        # uvicorn would wrap the app in ProxyHeadersMiddleware (X-Forwarded-For from 127.0.0.1): one more
+        # coroutine per request for a client address the receiver never reads
+        proxy_headers=False,
     )
     listen = {"webhook": (settings.host, settings.port)}
     if settings.ops_port is not None:

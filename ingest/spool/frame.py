@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from ingest.errors import CorruptFrameError, IncompleteFrameError
 
-__all__ = ["HEAD_SIZE", "MAGIC", "SpooledBody", "decode_at", "encode", "next_valid"]
+__all__ = ["HEAD_SIZE", "MAGIC", "SpooledBody", "decode_at", "encode", "frame_size", "next_valid"]
 
 MAGIC = b"TPS1"
 _HEAD = struct.Struct("<4sII")
@@ -73,6 +73,14 @@ def decode_at(buf: bytes | memoryview, off: int) -> tuple[SpooledBody, int]:
         return _decode_body(body), end
     except (struct.error, UnicodeDecodeError, IndexError) as exc:  # crc matched but body malformed
         raise CorruptFrameError from exc
+
+
+def frame_size(buf: bytes | memoryview) -> int:
+    """The size of the frame starting ``buf`` as its header says (0 while the header is incomplete)."""
+    if len(buf) < HEAD_SIZE:
+        return 0
+    _, blen, _ = _HEAD.unpack_from(buf, 0)
+    return int(HEAD_SIZE + blen)
 
 
 def next_valid(buf: bytes | memoryview, off: int) -> int | None:

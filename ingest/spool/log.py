@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +27,8 @@ from pathlib import Path
 from ingest.errors import SpoolFullError, SpoolWriteError
 from ingest.spool import frame
 from ingest.spool.files import CursorFile, Position, fsync_dir, list_segments, open_private, segment_path
-from ingest.spool.reader import read_frames
+from ingest.spool.pacing import CommitPacer
+from ingest.spool.reader import SegmentFiles, read_frames, unread_bytes
 from ingest.spool.recovery import RecoveryReport, recover
 
 log = logging.getLogger("tpipe.spool")
@@ -115,11 +117,14 @@ class SpoolStats:
 
 
 class Spool:
-    def __init__(self, root: Path, *, max_bytes: int, segment_bytes: int, commit_delay_s: float = 0.0) -> None:
+    def __init__(
+        self, root: Path, *, max_bytes: int, segment_bytes: int, commit_delay_s: float = 0.0, gather_s: float = 0.0
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.commit_delay_s = commit_delay_s
+        self.pacer = CommitPacer(gather_s)  # spaces the commits while busy (ingest.spool.pacing)
         self.recovery: RecoveryReport | None = None
         self._sizes: dict[int, int] = {}
         self._cursor = Position(0, 0)
@@ -146,10 +151,16 @@ class Spool:
         self._runs: deque[tuple[Position, int, int]] = deque()
         self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-io")
         self._closing = False
         self._writing = False
         self._cursor_file: CursorFile | None = None
+        # cursor writes coalesced: while one is queued on the I/O thread, later advances only add to it
+        self._files = SegmentFiles(root)  # the segment read last, kept open (inline forwarder)
+        self._persist_lock = threading.Lock()
+        self._persist_queued = False
+        self._doomed: list[int] = []
         self.commits = 0  # group commits done (each one write + fdatasync)
         self._refused_full = False  # an append was refused for size and nothing was forwarded since
 
@@ -172,7 +183,9 @@ class Spool:
         return rep
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._commit_loop(), name="spool-commit")
+        # kept: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call (fork check)
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._commit_loop(), name="spool-commit")
 
     async def close(self) -> None:
         self._closing = True
@@ -186,6 +199,7 @@ class Spool:
                 os.ftruncate(self._fd, self._sizes.get(self._active, 0))
             os.close(self._fd)
             self._fd = -1
+        self._files.close()
         if self._cursor_file is not None:
             self._cursor_file.close()
 
@@ -255,19 +269,24 @@ class Spool:
 
         Raises SpoolFullError or SpoolWriteError. The request path's call: one future, no copies.
         """
+        await self.append_nowait(data, count)
+
+    def append_nowait(self, data: bytes, count: int = 1) -> asyncio.Future[None]:
+        """``append_frame`` without a coroutine: the future resolves once ``data`` is fsync'd (or fails
+        with SpoolWriteError); SpoolFullError and a closing spool are raised at once."""
         if self._closing:
             raise SpoolWriteError("spool is closing")
         size = len(data)
         if self.pending_bytes() + self._pending_bytes + size > self.max_bytes:
             self._refused_full = True
             raise SpoolFullError(f"spool holds {self.pending_bytes()} unforwarded bytes (max {self.max_bytes})")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[None] = (self._loop or asyncio.get_running_loop()).create_future()
         self._pending.append(data)
         self._pending_bytes += size
         self._pending_count += count
         self._waiters.append(fut)
         self._wakeup.set()
-        await fut
+        return fut
 
     async def _commit_loop(self) -> None:
         while True:
@@ -279,6 +298,10 @@ class Spool:
                 continue
             if self.commit_delay_s:
                 await asyncio.sleep(self.commit_delay_s)
+            wait = self.pacer.wait_s(time.monotonic())
+            if wait > 0 and not self._closing:  # busy: let more requests join this commit
+                await asyncio.sleep(wait)
+            self.pacer.started(time.monotonic())
             data = b"".join(self._pending)
             waiters, count = self._waiters, self._pending_count
             self._pending, self._waiters, self._pending_bytes, self._pending_count = [], [], 0, 0
@@ -360,7 +383,12 @@ class Spool:
         self, start: Position, *, max_records: int, max_bytes: int = 8 << 20
     ) -> tuple[list[frame.SpooledBody], Position]:
         """Committed records from ``start`` on (at most ``max_records``) and the position after them."""
-        return read_frames(self.root, self._sizes, self._active, start, max_records=max_records, max_bytes=max_bytes)
+        return read_frames(self.root, self._sizes, self._active, start, max_records=max_records, max_bytes=max_bytes,
+                           files=self._files)
+
+    def unread_bytes(self, pos: Position) -> int:
+        """Committed bytes from ``pos`` on (the forwarder gathers while this is small)."""
+        return unread_bytes(self._sizes, pos)
 
     def committed_sizes(self) -> tuple[dict[int, int], int]:
         """Each segment's fsync'd size, and the segment being appended to (for a forwarder process)."""
@@ -399,15 +427,25 @@ class Spool:
             self._active += 1
             self._open_segment(self._active)
             self._cursor = Position(self._active, 0)
-        self._io.submit(self._persist_cursor, self._cursor, doomed)
+        self._files.release_before(self._cursor.segment)  # before deleting: its space is freed at once
+        with self._persist_lock:
+            self._doomed.extend(doomed)
+            queued, self._persist_queued = self._persist_queued, True
+        if not queued:  # one cursor write (and thread hand-off) however many chunks Kafka took meanwhile
+            self._io.submit(self._persist_cursor)
 
-    def _persist_cursor(self, pos: Position, doomed: list[int]) -> None:
-        """On the I/O thread: make ``pos`` durable, then delete the segments wholly before it."""
+    def _persist_cursor(self) -> None:
+        """On the I/O thread: make the cursor durable, then delete the segments wholly before it."""
         assert self._cursor_file is not None
+        with self._persist_lock:
+            self._persist_queued = False
+            pos, doomed, self._doomed = self._cursor, self._doomed, []
         try:
             self._cursor_file.write(pos)
         except OSError:
             log.exception("could not persist the spool cursor (a restart re-sends from the previous one)")
+            with self._persist_lock:  # deleted once a later cursor is durable
+                self._doomed.extend(doomed)
             return
         for seg in doomed:
             segment_path(self.root, seg).unlink(missing_ok=True)

@@ -80,6 +80,84 @@ async def test_cursor_advance_deletes_forwarded_segments_and_persists(tmp_path: 
     await again.close()
 
 
+async def test_advances_while_a_cursor_write_is_queued_share_it(tmp_path: Path) -> None:
+    """Kafka acknowledging chunk after chunk faster than the disk syncs the cursor: one cursor write
+    carries them all (the newest position), and every finished segment is still deleted."""
+    spool = await _open(tmp_path, segment_bytes=4096)
+    for i in range(60):
+        await spool.append([_frame(i)])
+    assert spool._cursor_file is not None
+    writes_before = spool._cursor_file.seq
+    pos, advances = spool.cursor, 0
+    while True:  # one frame per chunk, each acknowledged at once, without yielding to the I/O thread's result
+        records, end = spool.read(pos, max_records=1)
+        if not records:
+            break
+        spool.advance(end, 1)
+        pos, advances = end, advances + 1
+    await spool.synced()
+    assert advances == 60
+    assert spool._cursor_file.seq - writes_before < advances / 2, "advances queued meanwhile share one write"
+    assert spool._cursor_file.position == spool.cursor, "the newest position is the durable one"
+    assert list_segments(tmp_path) == [spool.cursor.segment], "every forwarded segment is deleted"
+    await spool.close()
+
+
+async def test_reads_take_what_they_return_and_whole_frames_larger_than_a_read(tmp_path: Path) -> None:
+    """A chunk is read in pieces of about what it returns; a frame larger than a piece is read whole."""
+    from ingest.spool import reader
+
+    spool = await _open(tmp_path, segment_bytes=64 << 20)
+    sizes = [100, 300_000, 50, 2_000_000, 10]  # a 2 MB body is far beyond a one-record read
+    for i, size in enumerate(sizes):
+        await spool.append([_frame(i, size)])
+    pos, got = spool.cursor, []
+    while True:
+        records, pos = spool.read(pos, max_records=1)
+        if not records:
+            break
+        got.extend(_values(records))
+    assert got == list(range(len(sizes)))
+    assert reader.unread_bytes(spool.committed_sizes()[0], spool.cursor) == spool.pending_bytes()
+    assert spool.unread_bytes(pos) == 0
+    await spool.close()
+
+
+async def test_a_chunk_read_from_a_backlog_reads_about_what_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks taken from a long backlog: each read takes about its own frames, not the rest of the segment;
+    the segment stays open between chunks (one pread each)."""
+    spool = await _open(tmp_path, segment_bytes=64 << 20)
+    for i in range(0, 2000, 100):
+        await spool.append([_frame(j, 1500) for j in range(i, i + 100)])
+    read_bytes, opens, real_pread, real_open = 0, 0, os.pread, os.open
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        nonlocal read_bytes
+        data = real_pread(fd, n, offset)
+        read_bytes += len(data)
+        return data
+
+    def counting_open(path: object, flags: int, *args: int) -> int:
+        nonlocal opens
+        opens += 1
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "pread", pread)
+    monkeypatch.setattr(os, "open", counting_open)
+    pos, got = spool.cursor, 0
+    while True:
+        records, pos = spool.read(pos, max_records=50)
+        if not records:
+            break
+        got += len(records)
+    assert got == 2000
+    assert read_bytes < 2 * spool.pending_bytes(), f"{read_bytes} bytes read for {spool.pending_bytes()}"
+    assert opens == 1, "one open for the chunks of one segment"
+    await spool.close()
+
+
 async def test_full_spool_refuses_then_recovers_after_forwarding(tmp_path: Path) -> None:
     one = len(_frame(0))
     spool = await _open(tmp_path, max_bytes=one * 5)
