@@ -51,8 +51,10 @@ class Console:
         self.kafka = KafkaWatch(settings, settings.group_ids())
         self.lake = LakeStore(settings)
         self.alerts = SqlStore("alerts database", settings.alerts_db_url,
-                               ("alert_occurrences", "alert_events", "vehicle_errors"))
-        self.credits = SqlStore("credits database", settings.credits_db_url, ("credit_events", "credit_state"))
+                               ("alert_occurrences", "alert_events", "vehicle_errors"),
+                               "--alerts-db-url or TPIPE_ALERTS_DB_URL")
+        self.credits = SqlStore("credits database", settings.credits_db_url, ("credit_events", "credit_state"),
+                                "--credits-db-url or TPIPE_CREDITS_DB_URL")
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["span"] = span
         self.templates.env.filters["clock"] = _clock

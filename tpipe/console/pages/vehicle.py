@@ -14,11 +14,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from consumers.alerts.store import AlertStore
+from consumers.errors import StoreMissingError
 from consumers.lake.query import LATEST_SQL
 from tpipe.console import svg
 from tpipe.console.app import Console
 from tpipe.console.pages.common import Query, query_of
-from tpipe.console.stores import Missing
 
 TITLE = "Vehicle"
 PATH = "/vehicle"
@@ -83,7 +83,7 @@ def routes(console: Console) -> list[Route]:
                                "vin": q.vin, "units": UNITS, "missing": None, "lake": console.lake.where()}
         try:
             data, ms = await console.blocking(lambda: _read(console, q, q.vin, fields))
-        except Missing as exc:
+        except StoreMissingError as exc:
             return console.render(request, "vehicle.html", {**ctx, "missing": str(exc)})
         ctx.update(data, lake_ms=ms)
         if q.vin is not None:
@@ -100,7 +100,7 @@ def routes(console: Console) -> list[Route]:
 async def _active_alerts(console: Console, vin: str) -> tuple[list[dict[str, Any]], str | None]:
     try:
         store = AlertStore(console.alerts.engine())
-    except Missing as exc:
+    except StoreMissingError as exc:
         return [], str(exc)
     rows, _ = await console.blocking(lambda: store.active(vin=vin))
     return rows, None
