@@ -1,8 +1,8 @@
 """DLQ: what was dead-lettered and why, one dead letter's headers and payload, counts, and redrive.
 
 Everything goes through ``consumers.dlq`` — the functions of ``tpipe dlq``: ``read_dlq`` for the list
-(the newest ``limit`` matching the filters) and one record, ``dlq_stats`` for the counts,
-``read_redriven`` for what was redriven already, ``plan_redrive`` and ``execute_redrive`` for a
+(the newest ``limit`` matching the filters) and one record, ``dlq_stats``' tally (``DlqCounts``) for the
+counts of every dead letter matching, ``read_redriven`` for what was redriven already, ``plan_redrive`` and ``execute_redrive`` for a
 redrive. A redrive is two POSTs, each with the CSRF token and logged on ``tpipe.console.audit``: the
 ticked dead letters (or every one matching the filters) and a target start a dry run, whose page
 shows what would be sent and what skipped (redriven before, or a webhook body without a receiver);
@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from consumers.dlq.reader import DlqFilter, DlqRecord, parse_position, read_dlq
 from consumers.dlq.redrive import RedrivePlan, execute_redrive, plan_redrive, read_redriven
-from consumers.dlq.stats import DlqStats, dlq_stats
+from consumers.dlq.stats import DlqCounts, DlqStats
 from consumers.errors import UsageError
 from schemas.topics import dlq_topic
 from tpipe.console.access import audit, checked_form
@@ -39,12 +39,17 @@ KAFKA_TIMEOUT_S = 30.0
 
 
 def _read(console: Console, flt: DlqFilter, limit: int) -> tuple[list[DlqRecord], DlqStats, dict[str, Any]]:
-    async def read() -> tuple[list[DlqRecord], DlqStats, dict[str, Any]]:
+    """The newest ``limit`` dead letters matching ``flt``, the counts of all of them, the redrive log: the
+    DLQ and the log read once each (``read_dlq``, ``read_redriven``), counted by ``dlq_stats``' own tally."""
+    async def read() -> tuple[list[DlqRecord], dict[str, Any]]:
         s = console.settings
-        return await asyncio.wait_for(asyncio.gather(read_dlq(s, flt, limit=limit), dlq_stats(s, flt, bucket="hour"),
-                                                     read_redriven(s)), KAFKA_TIMEOUT_S)
+        return await asyncio.wait_for(asyncio.gather(read_dlq(s, flt), read_redriven(s)), KAFKA_TIMEOUT_S)
 
-    return asyncio.run(read())
+    records, marks = asyncio.run(read())
+    counts = DlqCounts("hour", marks)
+    for r in records:
+        counts.add(r)
+    return records[-limit:], counts.stats(), marks
 
 
 def _redriven(r: DlqRecord, marks: dict[str, Any]) -> dict[str, Any] | None:
