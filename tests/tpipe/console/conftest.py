@@ -1,5 +1,6 @@
-"""The browser the console's tests share: Debian's chromium, started once per session, and a fresh
-context (cookies, viewport) per test."""
+"""The browser of the console's tests: Debian's chromium, started once per module (not per session:
+Playwright's sync API keeps an event loop running in the test thread while it is up, where the
+other modules' ``asyncio.run`` would refuse to start), and a fresh context (cookies, viewport) per test."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from playwright.sync_api import Browser, Page
 from tests.support.console import browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     with browser() as b:
         yield b
