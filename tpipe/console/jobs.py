@@ -84,15 +84,29 @@ class JobBoard:
               spec: Any = None) -> Job:
         """A new job running ``run(job)``; ``BusyError`` when ``max_running`` jobs run already."""
         with self._lock:
-            if sum(j.running for j in self._jobs.values()) >= self.max_running:
-                raise BusyError(f"{self.max_running} jobs are running; wait for one to finish")
-            job = Job(secrets.token_hex(8), kind, who, spec)
-            self._jobs[job.id] = job
-            while len(self._jobs) > self.keep:
-                oldest = next((k for k, j in self._jobs.items() if not j.running), None)
-                if oldest is None:
-                    break
-                del self._jobs[oldest]
+            return self._start(kind, who, run, spec)
+
+    def follow(self, dry_run: Job, kind: str, who: str, run: Callable[[Job], Coroutine[Any, Any, Any]], *,
+               spec: Any = None) -> tuple[str, bool]:
+        """The id of the job carrying out the finished ``dry_run``, and whether it starts now: a second
+        confirm (a double click, a reload) gets the first one's job, never a second run."""
+        with self._lock:
+            if dry_run.followed_by is not None:
+                return dry_run.followed_by, False
+            job = self._start(kind, who, run, spec)
+            dry_run.followed_by = job.id
+            return job.id, True
+
+    def _start(self, kind: str, who: str, run: Callable[[Job], Coroutine[Any, Any, Any]], spec: Any) -> Job:
+        if sum(j.running for j in self._jobs.values()) >= self.max_running:
+            raise BusyError(f"{self.max_running} jobs are running; wait for one to finish")
+        job = Job(secrets.token_hex(8), kind, who, spec)
+        self._jobs[job.id] = job
+        while len(self._jobs) > self.keep:
+            oldest = next((k for k, j in self._jobs.items() if not j.running), None)
+            if oldest is None:
+                break
+            del self._jobs[oldest]
         threading.Thread(target=self._run, args=(job, run), name=f"console-job-{job.id}", daemon=True).start()
         return job
 
@@ -110,8 +124,10 @@ class JobBoard:
             log.info("console job done", extra={"job": job.id, "kind": job.kind, "sent": job.sent,
                                                 "seconds": round(job.seconds, 2)})
 
-    def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
+    def get(self, job_id: str, *kinds: str) -> Job | None:
+        """The job ``job_id`` (when it is of one of ``kinds``, if given)."""
+        job = self._jobs.get(job_id)
+        return job if job is not None and (not kinds or job.kind in kinds) else None
 
     def recent(self, *kinds: str) -> list[Job]:
         """The jobs of ``kinds`` (all when none given), newest first."""

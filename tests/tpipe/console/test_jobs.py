@@ -74,3 +74,18 @@ def test_at_most_max_running_and_the_newest_kept() -> None:
         _wait(j)
     assert [j.id for j in board.recent()] == [j.id for j in reversed(done)]
     assert board.get(a.id) is None
+
+
+def test_a_dry_run_is_carried_out_once_however_often_it_is_confirmed() -> None:
+    board = JobBoard()
+
+    async def quick(job: Job) -> str:
+        return "plan"
+
+    dry = board.start("redrive dry run", "u", quick)
+    _wait(dry)
+    first, started = board.follow(dry, "redrive", "u", quick)
+    again, started_again = board.follow(dry, "redrive", "u", quick)
+    assert (started, started_again, again) == (True, False, first)
+    assert [j.kind for j in board.recent()] == ["redrive", "redrive dry run"]
+    assert board.get(first, "redrive") is not None and board.get(first, "replay") is None

@@ -143,8 +143,8 @@ def routes(console: Console) -> list[Route]:
         return RedirectResponse(f"{PATH}/jobs/{job.id}", status_code=303)
 
     def job_of(request: Request) -> Job:
-        job = console.jobs.get(request.path_params["job_id"])
-        if job is None or job.kind not in (DRY_RUN, RUN):
+        job = console.jobs.get(request.path_params["job_id"], DRY_RUN, RUN)
+        if job is None:
             raise HTTPException(404, "no such redrive (the console keeps its recent jobs until it restarts)")
         return job
 
@@ -159,21 +159,19 @@ def routes(console: Console) -> list[Route]:
         dry = job_of(request)
         if dry.kind != DRY_RUN or dry.state != DONE:
             raise HTTPException(409, "only a finished dry run can be confirmed")
-        if dry.followed_by is not None:  # confirmed already (a second click, a reload): show that redrive
-            return RedirectResponse(f"{PATH}/jobs/{dry.followed_by}", status_code=303)
         plan: RedrivePlan = dry.result
         positions = frozenset((i.record.partition, i.record.offset) for i in plan.to_send)
         if not positions:
             raise HTTPException(409, "that dry run found nothing to send")
         spec: RedriveSpec = dry.spec.only(positions)
         try:
-            job = console.jobs.start(RUN, request.state.user, _send(console, spec), spec=spec)
+            job_id, started = console.jobs.follow(dry, RUN, request.state.user, _send(console, spec), spec=spec)
         except BusyError as exc:
             raise HTTPException(409, str(exc)) from None
-        dry.followed_by = job.id
-        audit(request, "redrive", job=job.id, dry_run=dry.id, target=spec.shown, records=len(positions),
-              dead_letters=sorted(f"{p}:{o}" for p, o in positions)[:100])
-        return RedirectResponse(f"{PATH}/jobs/{job.id}", status_code=303)
+        if started:  # else confirmed already (a second click, a reload): show that redrive
+            audit(request, "redrive", job=job_id, dry_run=dry.id, target=spec.shown, records=len(positions),
+                  dead_letters=sorted(f"{p}:{o}" for p, o in positions)[:100])
+        return RedirectResponse(f"{PATH}/jobs/{job_id}", status_code=303)
 
     return [Route(PATH, page, methods=["GET"]), Route(PATH + "/record", record, methods=["GET"]),
             Route(PATH + "/redrive", redrive, methods=["POST"]),

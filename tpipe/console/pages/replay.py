@@ -24,7 +24,7 @@ from consumers.replay.lake_cli import replay_lake
 from schemas.event_types import EventType
 from tpipe.console.access import audit, checked_form
 from tpipe.console.app import Console
-from tpipe.console.jobs import BusyError, Job
+from tpipe.console.jobs import DONE, BusyError, Job
 from tpipe.console.replay_form import ReplaySpec, file_in, spec_of
 
 TITLE = "Replay"
@@ -88,8 +88,8 @@ def routes(console: Console) -> list[Route]:
         return RedirectResponse(f"{PATH}/jobs/{job.id}", status_code=303)
 
     def job_of(request: Request) -> Job:
-        job = console.jobs.get(request.path_params["job_id"])
-        if job is None or job.kind not in (DRY_RUN, RUN):
+        job = console.jobs.get(request.path_params["job_id"], DRY_RUN, RUN)
+        if job is None:
             raise HTTPException(404, "no such replay (the console keeps its recent jobs until it restarts)")
         return job
 
@@ -106,19 +106,17 @@ def routes(console: Console) -> list[Route]:
     async def send(request: Request) -> Response:
         await checked_form(request)
         dry = job_of(request)
-        if dry.kind != DRY_RUN or dry.state != "done":
+        if dry.kind != DRY_RUN or dry.state != DONE:
             raise HTTPException(409, "only a finished dry run can be sent")
-        if dry.followed_by is not None:  # sent already (a second click, a reload): show that replay
-            return RedirectResponse(f"{PATH}/jobs/{dry.followed_by}", status_code=303)
         spec: ReplaySpec = dry.spec
         try:
-            job = console.jobs.start(RUN, request.state.user, _send(console, spec), spec=spec)
+            job_id, started = console.jobs.follow(dry, RUN, request.state.user, _send(console, spec), spec=spec)
         except BusyError as exc:
             raise HTTPException(409, str(exc)) from None
-        dry.followed_by = job.id
-        audit(request, "replay started", job=job.id, dry_run=dry.id, source=spec.source, target=spec.target.shown,
-              events=getattr(dry.result, "events", None))
-        return RedirectResponse(f"{PATH}/jobs/{job.id}", status_code=303)
+        if started:  # else sent already (a second click, a reload): show that replay
+            audit(request, "replay started", job=job_id, dry_run=dry.id, source=spec.source,
+                  target=spec.target.shown, events=getattr(dry.result, "events", None))
+        return RedirectResponse(f"{PATH}/jobs/{job_id}", status_code=303)
 
     async def download(request: Request) -> Response:
         try:
