@@ -118,7 +118,10 @@ def routes(console: Console) -> list[Route]:
             return await asyncio.wait_for(asyncio.gather(
                 read_dlq(settings, DlqFilter(positions=frozenset([pos]))), read_redriven(settings)), KAFKA_TIMEOUT_S)
 
-        (found, marks), ms = await console.blocking(lambda: asyncio.run(read()))
+        try:
+            (found, marks), ms = await console.blocking(lambda: asyncio.run(read()))
+        except Exception as exc:  # Kafka unreachable, or slower than the timeout
+            raise HTTPException(503, f"Kafka: {type(exc).__name__}: {exc}"[:300]) from None
         if not found:
             raise HTTPException(404, f"no dead letter {pos[0]}:{pos[1]} in {dlq_topic(settings.topic_prefix)}")
         r = found[0]
