@@ -35,6 +35,8 @@ def _pages(vin: str) -> list[tuple[str, str]]:
         ("Vehicle, one VIN, last 3 days", f"/vehicle?vin={vin}&since=3d"),
         ("Alerts", "/alerts"),
         ("Credits", "/credits"),
+        ("DLQ (list, counts, redrive log)", "/dlq"),
+        ("Replay (the form, recent jobs)", "/replay"),
         ("Tokens", "/tokens"),
     ]
 

@@ -5,12 +5,16 @@ events sent, and shows a bar with the percentage, counts, rate, elapsed time and
 is on only when stderr is a terminal (``enabled=True`` forces it, ``False`` silences it), so logs
 and pipes stay clean. Counting is cheap: the numbers are pushed to the bar at most ten times a
 second, never per record.
+
+``on_update(done, total, sent)``, when given, receives the same numbers at the same pace (and once
+more at ``close``), bar or no bar: the operator console draws its own bar from it.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console
@@ -25,7 +29,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["ProgressBar"]
+__all__ = ["ProgressBar", "ProgressListener"]
+
+#: ``(done, total, sent)``: what a progress bar would show (``total`` 0: not known)
+ProgressListener = Callable[[int, int, int], None]
 
 _PUSH_EVERY_S = 0.1
 
@@ -37,7 +44,7 @@ class ProgressBar:
     read through ``skip`` so the bar and its ETA stay honest."""
 
     def __init__(self, total: int, *, label: str = "replay", stream: TextIO | None = None,
-                 enabled: bool | None = None, unit: str = "rec") -> None:
+                 enabled: bool | None = None, unit: str = "rec", on_update: ProgressListener | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             try:
@@ -51,6 +58,7 @@ class ProgressBar:
         self.done = 0
         self.sent = 0
         self._last = 0.0
+        self._on_update = on_update
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         if enabled:
@@ -81,18 +89,22 @@ class ProgressBar:
         self.tick(force=True)
 
     def tick(self, *, force: bool = False) -> None:
-        if self._bar is None or self._task is None:
+        if self._on_update is None and (self._bar is None or self._task is None):
             return
         now = time.monotonic()
         if not force and now - self._last < _PUSH_EVERY_S:
             return
         self._last = now
         done = min(self.done, self.total) if self.total else self.done
-        self._bar.update(self._task, completed=done, total=self.total or None, sent=self.sent, refresh=force)
+        if self._on_update is not None:
+            self._on_update(done, self.total, self.sent)
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=done, total=self.total or None, sent=self.sent, refresh=force)
 
     def close(self) -> None:
+        self.tick(force=True)
+        self._on_update = None
         if self._bar is None:
             return
-        self.tick(force=True)
         self._bar.stop()
         self._bar = None

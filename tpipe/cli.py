@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dlq": ("list, show, redrive and count dead-lettered records", ("consumers.dlq.cli",)),
     "consumers": ("consumer groups: reset offsets to a time", ("consumers.cli",)),
     "topics": ("create and list the contract's topics", ("consumers.cli",)),
-    "console": ("the operator's web console (overview, events, vehicles, alerts, credits, tokens)",
+    "console": ("the operator's web console (overview, events, vehicles, alerts, credits, DLQ, replay, tokens)",
                 ("tpipe.console.cli",)),
 }
 #: ``tpipe consume <worker>`` -> (help, module exposing ``register_consume``)

@@ -90,8 +90,10 @@ def _run(args: argparse.Namespace) -> int:
             for name in WORKERS:
                 procs[name] = subprocess.Popen([*tpipe, "consume", name], env=env)
         if args.console_port:
+            # the run's token lets the DLQ page redrive webhook bodies into this receiver
             procs["console"] = subprocess.Popen([*tpipe, "console", "--console-port", str(args.console_port),
-                                                 "--receiver-url", f"http://127.0.0.1:{args.port}"], env=env)
+                                                 "--receiver-url", f"http://127.0.0.1:{args.port}"],
+                                                env={**env, "TPIPE_REPLAY_TOKEN": token})
         console = f"http://127.0.0.1:{args.console_port}/" if args.console_port else "off (--console-port 0)"
         url = f"http://127.0.0.1:{args.port}/webhook"
         print(

@@ -30,6 +30,7 @@ from consumers.command import UsageError
 from consumers.dlq.reader import EVENT, NOTIFICATION, WEBHOOK_BODY, DlqFilter, DlqRecord, read_dlq
 from consumers.replay.progress import Progress
 from plumbing.kafka_clients import ensure_topics, make_producer
+from plumbing.progress import ProgressListener
 from plumbing.settings import KafkaSettings
 from schemas.dlq import DLQ_REDRIVEN_FROM
 from schemas.times import format_ms, now_ms
@@ -137,17 +138,19 @@ def _webhook_body(r: DlqRecord) -> bytes:
 
 
 async def execute_redrive(settings: KafkaSettings, plan: RedrivePlan, *, url_sink: Any | None = None,
-                          show_progress: bool | None = None) -> RedrivePlan:
+                          show_progress: bool | None = None,
+                          on_progress: ProgressListener | None = None) -> RedrivePlan:
     """Send ``plan.to_send`` and record each acknowledged one; returns the plan with ``sent`` set.
 
-    ``url_sink`` (a started-or-not ``consumers.replay.sinks.UrlSink``) is needed for ``url`` targets."""
+    ``url_sink`` (a started-or-not ``consumers.replay.sinks.UrlSink``) is needed for ``url`` targets;
+    ``on_progress(done, total, sent)`` receives the progress bar's numbers."""
     items = plan.to_send
     log_topic = dlq_redriven_topic(settings.topic_prefix)
     topics = sorted({i.target.removeprefix("topic ") for i in items if i.target.startswith("topic ")})
     await ensure_topics(settings, [log_topic], partitions=1, configs={"cleanup.policy": "compact"})
     if topics:
         await ensure_topics(settings, topics)
-    progress = Progress(len(items), label="redrive", enabled=show_progress, unit="rec")
+    progress = Progress(len(items), label="redrive", enabled=show_progress, unit="rec", on_update=on_progress)
     producer = make_producer(settings, role="dlq-redrive")
     await producer.start()
     sent = 0

@@ -1,7 +1,7 @@
 """Counting dead letters: by worker and error type, overall and per hour or day.
 
-``dlq_stats`` reads the DLQ once (streaming: only the counts are kept) and the redrive log, and
-returns ``DlqStats``: per (worker, error type) the count, the first and last dead-letter time and how
+``dlq_stats`` reads the DLQ once (streaming through ``DlqCounts``: only the counts are kept) and the
+redrive log, and returns ``DlqStats``: per (worker, error type) the count, the first and last dead-letter time and how
 many were redriven; and per time bucket (UTC hour or day of ``dlq_at_ms``) and (worker, error type)
 the count.
 """
@@ -12,12 +12,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.dlq.reader import DlqFilter, iter_dlq
+from consumers.dlq.reader import DlqFilter, DlqRecord, iter_dlq
 from consumers.dlq.redrive import read_redriven
 from plumbing.settings import KafkaSettings
 from schemas.times import format_ms
 
-__all__ = ["BUCKETS", "DlqStats", "dlq_stats"]
+__all__ = ["BUCKETS", "DlqCounts", "DlqStats", "dlq_stats"]
 
 #: bucket name -> (width in ms, characters of the ISO time kept)
 BUCKETS: dict[str, tuple[int, int]] = {"hour": (3_600_000, 13), "day": (86_400_000, 10)}
@@ -38,31 +38,49 @@ class DlqStats:
 
 
 async def dlq_stats(settings: KafkaSettings, flt: DlqFilter | None = None, *, bucket: str = "hour") -> DlqStats:
-    width, chars = BUCKETS[bucket]
+    """The counts of the dead letters matching ``flt`` (reads the DLQ, streaming, and the redrive log)."""
     redriven = await read_redriven(settings)
-    counts: Counter[tuple[str, str]] = Counter()
-    redriven_counts: Counter[tuple[str, str]] = Counter()
-    first: dict[tuple[str, str], int] = {}
-    last: dict[tuple[str, str], int] = {}
-    by_time: Counter[tuple[int, str, str]] = Counter()
+    counts = DlqCounts(bucket, redriven)
     async for r in iter_dlq(settings, flt):
+        counts.add(r)
+    return counts.stats()
+
+
+class DlqCounts:
+    """Counting dead letters one at a time (``add``) against the redrive log's ``redriven`` marks; ``stats()``
+    is the result. ``dlq_stats`` streams the DLQ through it; a caller holding the records already (the
+    console's list) counts them without reading the DLQ again."""
+
+    def __init__(self, bucket: str, redriven: dict[str, dict[str, Any]]) -> None:
+        self.bucket = bucket
+        self.width, self.chars = BUCKETS[bucket]
+        self.redriven = redriven
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.redriven_counts: Counter[tuple[str, str]] = Counter()
+        self.first: dict[tuple[str, str], int] = {}
+        self.last: dict[tuple[str, str], int] = {}
+        self.by_time: Counter[tuple[int, str, str]] = Counter()
+
+    def add(self, r: DlqRecord) -> None:
         key = (r.worker, r.error_type)
         at = r.at_ms
-        counts[key] += 1
-        first[key] = min(first.get(key, at), at)
-        last[key] = max(last.get(key, at), at)
-        by_time[(at - at % width, *key)] += 1
-        mark = redriven.get(r.position)
+        self.counts[key] += 1
+        self.first[key] = min(self.first.get(key, at), at)
+        self.last[key] = max(self.last.get(key, at), at)
+        self.by_time[(at - at % self.width, *key)] += 1
+        mark = self.redriven.get(r.position)
         if mark is not None and mark.get("dlq_at_ms") == at:
-            redriven_counts[key] += 1
-    totals = [
-        {"worker": w, "error_type": e, "count": n, "redriven": redriven_counts[(w, e)],
-         "first": format_ms(first[(w, e)]), "last": format_ms(last[(w, e)])}
-        for (w, e), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
-    suffix = ":00Z" if bucket == "hour" else ""
-    rows = [
-        {"bucket": format_ms(t)[:chars] + suffix, "worker": w, "error_type": e, "count": n}
-        for (t, w, e), n in sorted(by_time.items())
-    ]
-    return DlqStats(bucket, totals, rows)
+            self.redriven_counts[key] += 1
+
+    def stats(self) -> DlqStats:
+        totals = [
+            {"worker": w, "error_type": e, "count": n, "redriven": self.redriven_counts[(w, e)],
+             "first": format_ms(self.first[(w, e)]), "last": format_ms(self.last[(w, e)])}
+            for (w, e), n in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        suffix = ":00Z" if self.bucket == "hour" else ""
+        rows = [
+            {"bucket": format_ms(t)[: self.chars] + suffix, "worker": w, "error_type": e, "count": n}
+            for (t, w, e), n in sorted(self.by_time.items())
+        ]
+        return DlqStats(self.bucket, totals, rows)

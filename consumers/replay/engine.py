@@ -16,6 +16,7 @@ from consumers.replay.progress import Progress, RateLimiter
 from consumers.replay.selection import ReplayEvent, Selection
 from consumers.replay.sinks import Sink
 from plumbing.output import emit, emit_json
+from plumbing.progress import ProgressListener
 from plumbing.settings import KafkaSettings
 from schemas.times import format_ms
 
@@ -118,16 +119,18 @@ async def replay_kafka(
     rate: float | None = None,
     show_progress: bool | None = None,
     err: TextIO | None = None,
+    on_progress: ProgressListener | None = None,
 ) -> KafkaPlan:
     """Replay ``sel`` from Kafka to ``sink``; ``sink=None`` is a dry run that reads and counts only.
 
-    The progress bar (only on a terminal unless ``show_progress``) goes to ``err`` (stderr)."""
+    The progress bar (only on a terminal unless ``show_progress``) goes to ``err`` (stderr);
+    ``on_progress(done, total, sent)`` receives its numbers (records read of the ranges' total, events sent)."""
     plan = KafkaPlan(sel)
     async with KafkaSource(settings, sel) as src:
         plan.ranges = await src.plan()
         plan.missing_topics = list(src.missing_topics)
         progress = Progress(sum(r.size for r in plan.ranges), label="dry run" if sink is None else "replay",
-                            stream=err, enabled=show_progress)
+                            stream=err, enabled=show_progress, on_update=on_progress)
         if sink is None:
             async for _ev in src.events(progress):
                 progress.add_sent()
@@ -138,9 +141,10 @@ async def replay_kafka(
     return plan
 
 
-async def plan_kafka(settings: KafkaSettings, sel: Selection, *, show_progress: bool | None = False) -> KafkaPlan:
+async def plan_kafka(settings: KafkaSettings, sel: Selection, *, show_progress: bool | None = False,
+                     on_progress: ProgressListener | None = None) -> KafkaPlan:
     """The dry run: offset ranges and exact counts (every range is read), nothing sent."""
-    return await replay_kafka(settings, sel, None, show_progress=show_progress)
+    return await replay_kafka(settings, sel, None, show_progress=show_progress, on_progress=on_progress)
 
 
 def render_kafka_plan(plan: KafkaPlan, *, fmt: str = "table", out: TextIO | None = None,

@@ -19,6 +19,7 @@ from consumers.replay.selection import ReplayEvent, Selection
 from consumers.replay.sinks import Sink
 from plumbing.cli_settings import add_settings_arguments, settings_from_args
 from plumbing.output import emit, emit_json
+from plumbing.progress import ProgressListener
 from plumbing.settings import KafkaSettings
 
 __all__ = ["LakePlan", "register_lake", "render_lake_plan", "replay_lake"]
@@ -58,8 +59,10 @@ async def replay_lake(
     rate: float | None = None,
     show_progress: bool | None = None,
     err: TextIO | None = None,
+    on_progress: ProgressListener | None = None,
 ) -> LakePlan:
-    """Replay ``sel`` from the lake to ``sink`` (None: a dry run, count only)."""
+    """Replay ``sel`` from the lake to ``sink`` (None: a dry run, count only); ``on_progress(done, total,
+    sent)`` receives the progress bar's numbers (events rebuilt of those selected, events sent)."""
     from consumers.replay.engine import deliver
     from consumers.replay.lake_source import LakeSource
 
@@ -72,7 +75,8 @@ async def replay_lake(
     )
     if sink is None:
         return plan
-    progress = Progress(total, label="lake replay", stream=err, enabled=show_progress, unit="ev")
+    progress = Progress(total, label="lake replay", stream=err, enabled=show_progress, unit="ev",
+                        on_update=on_progress)
     events = src.events()
 
     def counted() -> Iterable[ReplayEvent]:

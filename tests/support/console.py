@@ -4,13 +4,16 @@ Debian's chromium driven by Playwright (``browser``), with the screenshots writt
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -23,6 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = REPO / "docs" / "console"
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -35,6 +39,33 @@ def browser() -> Iterator[Browser]:
             yield b
         finally:
             b.close()
+
+
+def reload_until(page: Page, url: str, selector: str, timeout: float = 30.0) -> None:
+    """Open ``url`` again until ``selector`` is on it (the data is on its way through the pipeline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page.goto(url)
+        if page.locator(selector).count():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector} not on {url} within {timeout}s:\n{page.inner_text('main')[:2000]}")
+        page.wait_for_timeout(300)  # between reloads while the event travels
+
+
+def until(condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:
+    """Poll ``condition`` (every 0.2 s) until it is truthy; fail after ``timeout`` seconds naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.2)  # poll interval
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)`` in a thread of its own: Playwright's sync API keeps an event loop running in
+    the test's thread, where ``asyncio.run`` refuses to start another."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def screenshot(page: Page, name: str) -> Path:

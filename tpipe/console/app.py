@@ -1,9 +1,11 @@
 """The console's Starlette app: shared state (``Console``), the background sampler, the pages.
 
 Each page is a module of ``tpipe.console.pages`` with ``TITLE``, ``PATH`` and ``routes(console)``; the
-navigation lists ``pages.PAGES`` in order, so a page (DLQ, Replay) is added by writing its module and
-naming it there. Pages render Jinja2 templates (``templates/``) with the console's own CSS and JS
-(``static/``); charts are inline SVG (``tpipe.console.svg``).
+navigation lists ``pages.PAGES`` in order, so a page is added by writing its module and naming it
+there. Pages render Jinja2 templates (``templates/``) with the console's own CSS and JS (``static/``);
+charts are inline SVG (``tpipe.console.svg``); long actions (replay, redrive) are jobs
+(``tpipe.console.jobs``). An ``HTTPException`` a page raises is shown as a page of its own, with the
+navigation and the reason in one line.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from tpipe.console.access import AccessMiddleware
+from tpipe.console.jobs import JobBoard
 from tpipe.console.kafka_view import KafkaWatch
 from tpipe.console.receivers import ReceiverWatch
 from tpipe.console.settings import ConsoleSettings
@@ -51,8 +55,11 @@ class Console:
         self.kafka = KafkaWatch(settings, settings.group_ids())
         self.lake = LakeStore(settings)
         self.alerts = SqlStore("alerts database", settings.alerts_db_url,
-                               ("alert_occurrences", "alert_events", "vehicle_errors"))
-        self.credits = SqlStore("credits database", settings.credits_db_url, ("credit_events", "credit_state"))
+                               ("alert_occurrences", "alert_events", "vehicle_errors"),
+                               "--alerts-db-url or TPIPE_ALERTS_DB_URL")
+        self.credits = SqlStore("credits database", settings.credits_db_url, ("credit_events", "credit_state"),
+                                "--credits-db-url or TPIPE_CREDITS_DB_URL")
+        self.jobs = JobBoard()
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["span"] = span
         self.templates.env.filters["clock"] = _clock
@@ -127,9 +134,14 @@ def build_app(settings: ConsoleSettings, *, sample: bool = True) -> Starlette:
                     await task
             await console.kafka.close()
 
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return console.render(request, "error.html", {"title": f"{exc.status_code}", "reason": exc.detail},
+                              status_code=exc.status_code)
+
     password = settings.console_password.get_secret_value() if settings.console_password else None
     app = Starlette(
-        routes=routes, lifespan=lifespan,
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: refused},
         middleware=[Middleware(_Timing), Middleware(AccessMiddleware, user=settings.console_user, password=password)],
     )
     app.state.console = console

@@ -12,9 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from tpipe.console.settings import ConsoleSettings
 
     p = sub.add_parser(
-        "console", help="the operator's web console: overview, events, vehicles, alerts, credits, tokens",
+        "console", help="the operator's web console: overview, events, vehicles, alerts, credits, DLQ, replay, tokens",
         description="A web console over the running pipeline: receivers' health, Kafka, the lake, the alerts and "
-        "credits stores, webhook tokens. Listens on 127.0.0.1:8070 by default; set --console-password "
+        "credits stores, the DLQ and its redrive, replays, webhook tokens. Listens on 127.0.0.1:8070 by default; set --console-password "
         "(TPIPE_CONSOLE_PASSWORD) to require the admin credential, which listening elsewhere needs.",
     )
     add_settings_arguments(p, ConsoleSettings)
@@ -34,6 +34,8 @@ def _console(args: argparse.Namespace) -> int:
     password = settings.console_password.get_secret_value() if settings.console_password else None
     if password is not None:
         register_secret(password)
+    if settings.replay_token is not None:
+        register_secret(settings.replay_token.get_secret_value())
     if not settings.loopback_only() and not password:
         print(f"tpipe console: error: listening on {settings.console_host} needs --console-password "
               "(TPIPE_CONSOLE_PASSWORD)", file=sys.stderr)

@@ -16,10 +16,11 @@ from sqlalchemy import select
 
 from consumers.alerts.tables import alert_events, alert_observations, vehicle_errors
 from consumers.credits.store import credit_events
+from consumers.errors import StoreMissingError
 from consumers.lake.scan import Window
 from consumers.lake.snapshots import stored_offsets
 from schemas.times import format_ms
-from tpipe.console.stores import LakeStore, Missing, SqlStore
+from tpipe.console.stores import LakeStore, SqlStore
 
 __all__ = ["Step", "journey"]
 
@@ -68,7 +69,7 @@ def _lake_step(env: dict[str, Any], table: str, position: tuple[str, int, int] |
                 tp = TopicPartition(position[0], position[1])
                 stored = stored_offsets(tbl, group, [tp]).get(tp)
                 committed = stored is not None and stored > position[2]
-    except (Missing, KeyError, ValueError) as exc:
+    except (StoreMissingError, KeyError, ValueError) as exc:
         return Step("lake", "missing", f"lake: {exc}")
     shown = [{c: v for c, v in zip(columns, r, strict=True) if v is not None} for r in rows[:50]]
     if rows:
@@ -82,7 +83,7 @@ def _lake_step(env: dict[str, Any], table: str, position: tuple[str, int, int] |
 def _alerts_step(event_id: str, alerts: SqlStore) -> Step:
     try:
         engine = alerts.engine()
-    except Missing as exc:
+    except StoreMissingError as exc:
         return Step("alerts", "missing", str(exc))
     with engine.connect() as conn:
         applied = conn.execute(select(alert_events).where(alert_events.c.event_id == event_id)).mappings().first()
@@ -101,7 +102,7 @@ def _alerts_step(event_id: str, alerts: SqlStore) -> Step:
 def _credits_step(event_id: str, credits: SqlStore) -> Step:
     try:
         engine = credits.engine()
-    except Missing as exc:
+    except StoreMissingError as exc:
         return Step("credits", "missing", str(exc))
     with engine.connect() as conn:
         row = conn.execute(select(credit_events).where(credit_events.c.event_id == event_id)).mappings().first()

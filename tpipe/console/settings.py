@@ -2,8 +2,10 @@
 
 The console reads what the other commands read, under the same variables: Kafka (``TPIPE_KAFKA``,
 ``TPIPE_TOPIC_PREFIX`` ...), the lake (``TPIPE_CATALOG_URI``, ``TPIPE_WAREHOUSE``), the alerts and
-credits databases (``TPIPE_ALERTS_DB_URL``, ``TPIPE_CREDITS_DB_URL``) and the tokens file
-(``TPIPE_TOKENS_FILE``); its own options are named ``console_*`` so that they never collide with the
+credits databases (``TPIPE_ALERTS_DB_URL``, ``TPIPE_CREDITS_DB_URL``; by default under the state root,
+``--home`` / ``TPIPE_HOME``, as for ``tpipe alerts`` and ``tpipe credits``), the tokens file
+(``TPIPE_TOKENS_FILE``) and the token a replay or redrive to a webhook URL sends (``TPIPE_REPLAY_TOKEN``,
+as for ``tpipe replay``); its own options are named ``console_*`` so that they never collide with the
 receiver's ``TPIPE_HOST`` / ``TPIPE_PORT``.
 """
 
@@ -12,9 +14,10 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from consumers.lake.settings import LakeCatalogSettings
+from plumbing.home import sqlite_url
 from plumbing.settings import KafkaSettings
 
 __all__ = ["ConsoleSettings"]
@@ -43,8 +46,27 @@ class ConsoleSettings(KafkaSettings, LakeCatalogSettings):
         "full group id (repeatable)",
     )
     tokens_file: Path = Field(Path("var/tokens.json"), description="the receivers' tokens file (tpipe token)")
-    alerts_db_url: str = Field("sqlite:///var/alerts.db", description="alerts database the alerts worker writes")
-    credits_db_url: str = Field("sqlite:///var/credits.db", description="credits ledger the credits worker writes")
+    alerts_db_url: str = Field("", description="alerts database the alerts worker writes",
+                               json_schema_extra={"default_text": "sqlite:///<home>/alerts.db"})
+    credits_db_url: str = Field("", description="credits ledger the credits worker writes",
+                                json_schema_extra={"default_text": "sqlite:///<home>/credits.db"})
+    console_webhook_url: list[str] = Field(
+        default_factory=list,
+        description="a receiver's webhook URL the DLQ page offers for redriving dead letters (webhook bodies "
+        "the receiver could not parse can only go there)",
+        json_schema_extra={"default_text": "<--receiver-url>/webhook"},
+    )
+    replay_token: SecretStr | None = Field(
+        None,
+        description="bearer token sent with a redrive or a replay to a webhook URL (the variable tpipe replay "
+        "reads); a token typed on the page, or in the URL (?token=), is used instead",
+    )
+    console_replay_dir: str = Field(
+        "",
+        description="the one directory the Replay page writes files to (the page asks for a file name, never "
+        "a path)",
+        json_schema_extra={"metavar": "DIR", "default_text": "<home>/replays"},
+    )
     console_sample_s: float = Field(
         2.0, gt=0, description="how often receivers and Kafka are sampled for the Overview"
     )
@@ -53,6 +75,20 @@ class ConsoleSettings(KafkaSettings, LakeCatalogSettings):
     console_max_window_days: float = Field(
         31.0, gt=0, description="longest time window a page may ask of the lake"
     )
+
+    @model_validator(mode="after")
+    def _default_stores(self) -> ConsoleSettings:
+        if not self.alerts_db_url:
+            self.alerts_db_url = sqlite_url(self.home_path("alerts.db"))
+        if not self.credits_db_url:
+            self.credits_db_url = sqlite_url(self.home_path("credits.db"))
+        if not self.console_replay_dir:
+            self.console_replay_dir = str(self.home_path("replays"))
+        return self
+
+    def webhook_urls(self) -> list[str]:
+        """The receivers' webhook URLs the DLQ page offers (``console_webhook_url``, else each receiver's)."""
+        return self.console_webhook_url or [u.rstrip("/") + "/webhook" for u in self.receiver_url]
 
     def loopback_only(self) -> bool:
         """True when the console listens on a loopback address only."""

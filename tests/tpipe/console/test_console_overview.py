@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,15 +15,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from localbroker import LocalBroker
-from tests.support.console import Pipeline, browser, screenshot
+from tests.support.console import Pipeline, screenshot
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser, pytest.mark.fault]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with browser() as b:
-        yield b
 
 
 def _event(vin: str, speed: int) -> str:

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support.console import ConsoleProcess, Pipeline, browser, screenshot
+from tests.support.console import ConsoleProcess, Pipeline, reload_until, screenshot, until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 
@@ -51,47 +51,18 @@ def console(pipeline: Pipeline) -> Iterator[ConsoleProcess]:
         c.stop()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with browser() as b:
-        yield b
-
-
-@pytest.fixture
-def page(chromium: Browser) -> Iterator[Page]:
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.on("dialog", lambda d: d.accept())
-    try:
-        yield pg
-    finally:
-        context.close()
-
-
-def _reload_until(page: Page, url: str, selector: str, timeout: float = 30.0) -> None:
-    """Open ``url`` again until ``selector`` is on it (the data is on its way through the pipeline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        page.goto(url)
-        if page.locator(selector).count():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{selector} not on {url} within {timeout}s:\n{page.inner_text('main')[:2000]}")
-        page.wait_for_timeout(300)  # between reloads while the event travels
-
-
 def test_posted_webhook_appears_on_events_with_its_journey(pipeline: Pipeline, console: ConsoleProcess,
                                                            page: Page) -> None:
     body = {"createdAt": _iso(NOW_MS - 60_000), "vin": VIN, "data": {"VehicleSpeed": 34.8, "Gear": "ShiftStateD"}}
     assert pipeline.post(orjson.dumps(body)).status_code == 202
     posted = time.monotonic()
-    _reload_until(page, f"{console.url}/events?vin={VIN}&since=1h", "#kafka-events tr.event", timeout=20)
+    reload_until(page, f"{console.url}/events?vin={VIN}&since=1h", "#kafka-events tr.event", timeout=20)
     assert time.monotonic() - posted < 20
     row = page.locator("#kafka-events tr.event").first
     expect(row).to_contain_text(VIN)
     expect(row).to_contain_text("data")
     # the lake half shows it once the telemetry worker has committed it
-    _reload_until(page, f"{console.url}/events?vin={VIN}&since=1h", "#lake-events tr.event", timeout=30)
+    reload_until(page, f"{console.url}/events?vin={VIN}&since=1h", "#lake-events tr.event", timeout=30)
     assert "read in" in page.inner_text("#lake-timing")
     screenshot(page, "events")
     page.locator("#kafka-events tr.event a").first.click()
@@ -137,9 +108,9 @@ def test_alerts_and_credits_pages_show_what_the_workers_stored(pipeline: Pipelin
         credit = {"createdAt": _iso(NOW_MS - 86_400_000 * (2 - i)), "credits": {
             "type": "wake_up" if cost == 20 else "command", "cost": cost, "name": "x", "balance": balance}}
         assert pipeline.post(orjson.dumps(credit)).status_code == 202
-    _reload_until(page, f"{console.url}/alerts?vin={VIN}", "#active td:has-text('APP_w009_aebFault')")
+    reload_until(page, f"{console.url}/alerts?vin={VIN}", "#active td:has-text('APP_w009_aebFault')")
     screenshot(page, "alerts")
-    _reload_until(page, f"{console.url}/credits", "#balance:has-text('1935')")
+    reload_until(page, f"{console.url}/credits", "#balance:has-text('1935')")
     expect(page.locator("svg.bars rect.bar")).to_have_count(14)
     screenshot(page, "credits")
 
@@ -153,12 +124,12 @@ def test_token_create_and_revoke_round_trip(pipeline: Pipeline, console: Console
     assert token.startswith("tp_") and token_id.startswith("tok_")
     expect(page.locator(f"#tokens tr[data-id={token_id}]")).to_have_class("active")
     screenshot(page, "tokens")
-    _until(lambda: pipeline.post(b'{"vin": "X", "data": {}}', token=token).status_code == 202,
+    until(lambda: pipeline.post(b'{"vin": "X", "data": {}}', token=token).status_code == 202,
            "the receiver accepts the new token")
     page.goto(console.url + "/tokens")
     page.locator(f"#tokens tr[data-id={token_id}] button").click()
     expect(page.locator(f"#tokens tr[data-id={token_id}]")).to_have_class("revoked")
-    _until(lambda: pipeline.post(b'{"vin": "X", "data": {}}', token=token).status_code == 401,
+    until(lambda: pipeline.post(b'{"vin": "X", "data": {}}', token=token).status_code == 401,
            "the receiver refuses the revoked token")
     assert token not in (pipeline.tmp / "console.log").read_text()  # shown once, never logged
     assert token_id in (pipeline.tmp / "console.log").read_text()  # the change is logged with its id
@@ -191,21 +162,14 @@ def test_a_mutating_request_without_the_csrf_token_gets_403(pipeline: Pipeline, 
     assert after == before
 
 
-def _until(condition: object, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.2)  # the receiver re-reads the tokens file every second
-
-
 def test_pages_say_where_a_missing_store_should_be_and_create_nothing(kafka_bootstrap: str, tmp_path: Path,
                                                                       chromium: Browser) -> None:
     p = Pipeline(tmp_path, kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}")
     c = p.console("--worker-group", "telemetry")
     try:
         with httpx.Client(base_url=c.url) as client:
-            for path, text in (("/vehicle?vin=X", f"no lake at {tmp_path / 'lake' / 'catalog.db'}"),
-                               ("/events?source=lake", f"no lake at {tmp_path / 'lake' / 'catalog.db'}"),
+            for path, text in (("/vehicle?vin=X", f"no lake catalog at {tmp_path / 'lake' / 'catalog.db'}"),
+                               ("/events?source=lake", f"no lake catalog at {tmp_path / 'lake' / 'catalog.db'}"),
                                ("/alerts", f"no alerts database at {tmp_path / 'alerts.db'}"),
                                ("/credits", f"no credits database at {tmp_path / 'credits.db'}")):
                 r = client.get(path)

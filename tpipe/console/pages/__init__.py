@@ -1,9 +1,8 @@
 """The console's pages, in the navigation's order. Each module has ``TITLE``, ``PATH`` and
-``routes(console) -> list[Route]``. The DLQ and Replay pages (on ``tpipe dlq`` and ``tpipe replay``'s
-own code) are added here as modules of their own."""
+``routes(console) -> list[Route]``."""
 
 from __future__ import annotations
 
-from tpipe.console.pages import alerts, credits, events, overview, tokens, vehicle
+from tpipe.console.pages import alerts, credits, dlq, events, overview, replay, tokens, vehicle
 
-PAGES = (overview, events, vehicle, alerts, credits, tokens)
+PAGES = (overview, events, vehicle, alerts, credits, dlq, replay, tokens)

@@ -8,9 +8,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from consumers.alerts.store import AlertStore
+from consumers.errors import StoreMissingError
 from tpipe.console.app import Console
 from tpipe.console.pages.common import query_of
-from tpipe.console.stores import Missing
 
 TITLE = "Alerts"
 PATH = "/alerts"
@@ -23,7 +23,7 @@ def routes(console: Console) -> list[Route]:
         ctx = {"title": TITLE, "q": q, "form": {**q.form, "name": name}, "missing": None}
         try:
             store = AlertStore(console.alerts.engine())
-        except Missing as exc:
+        except StoreMissingError as exc:
             return console.render(request, "alerts.html", {**ctx, "missing": str(exc)})
 
         def read() -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:

@@ -9,9 +9,9 @@ from starlette.routing import Route
 
 from consumers.credits.report import build_report
 from consumers.credits.store import CreditStore
+from consumers.errors import StoreMissingError
 from tpipe.console import svg
 from tpipe.console.app import Console
-from tpipe.console.stores import Missing
 
 TITLE = "Credits"
 PATH = "/credits"
@@ -26,7 +26,7 @@ def routes(console: Console) -> list[Route]:
         ctx = {"title": TITLE, "days": days, "missing": None}
         try:
             store = CreditStore(console.credits.engine())
-        except Missing as exc:
+        except StoreMissingError as exc:
             return console.render(request, "credits.html", {**ctx, "missing": str(exc)})
         report, ms = await console.blocking(lambda: build_report(store, days=days))
         chart = svg.bars(f"credits used per day (UTC), last {days} days",

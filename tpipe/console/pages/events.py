@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from consumers.errors import StoreMissingError
 from consumers.replay.kafka_meta import topic_partitions
 from schemas.event_types import EventType
 from schemas.topics import topic_for
@@ -23,7 +24,6 @@ from tpipe.console.app import Console
 from tpipe.console.journey import LAKE_TABLE, journey
 from tpipe.console.kafka_records import KafkaEvent, newest_in_window, read_one
 from tpipe.console.pages.common import Query, query_of
-from tpipe.console.stores import Missing
 
 TITLE = "Events"
 PATH = "/events"
@@ -89,7 +89,7 @@ def routes(console: Console) -> list[Route]:
         if lake_task is not None:
             try:
                 ctx["lake_rows"], ctx["lake_ms"] = await lake_task
-            except Missing as exc:
+            except StoreMissingError as exc:
                 ctx["lake_missing"] = str(exc)
         return console.render(request, "events.html", ctx)
 

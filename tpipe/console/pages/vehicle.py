@@ -2,7 +2,8 @@
 ``Location`` (no map tiles), and its active alerts.
 
 The lake is read through ``consumers.lake.query`` (the deduplicating views of ``tpipe lake sql``,
-``LATEST_SQL`` of ``tpipe lake latest``) for this VIN and window only; each chart and the route keep at
+``LATEST_SQL`` of ``tpipe lake latest``) for this VIN and window only, read once into memory
+(``tpipe.console.lake_window``) for the two questions asked of it; each chart and the route keep at
 most ``POINTS`` values (the newest), and the page says how long the lake took."""
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from consumers.alerts.store import AlertStore
+from consumers.errors import StoreMissingError
 from consumers.lake.query import LATEST_SQL
 from tpipe.console import svg
 from tpipe.console.app import Console
+from tpipe.console.lake_window import read_once
 from tpipe.console.pages.common import Query, query_of
-from tpipe.console.stores import Missing
 
 TITLE = "Vehicle"
 PATH = "/vehicle"
@@ -54,6 +56,7 @@ def _read(console: Console, q: Query, vin: str | None, fields: list[str]) -> dic
         con = console.lake.connect(q.window(""), ("telemetry",))
         return {"vins": con.execute(VINS_SQL, {"limit": q.limit}).fetchall()}
     con = console.lake.connect(q.window(vin), ("telemetry", "vehicle_state"))
+    read_once(con)  # two questions of the same window: read and deduplicate it once
     latest = con.execute(LATEST_SQL, {"vin": vin}).fetchall()
     series: dict[str, list[tuple[int, float]]] = {f: [] for f in fields}
     route: list[tuple[int, float, float]] = []
@@ -83,7 +86,7 @@ def routes(console: Console) -> list[Route]:
                                "vin": q.vin, "units": UNITS, "missing": None, "lake": console.lake.where()}
         try:
             data, ms = await console.blocking(lambda: _read(console, q, q.vin, fields))
-        except Missing as exc:
+        except StoreMissingError as exc:
             return console.render(request, "vehicle.html", {**ctx, "missing": str(exc)})
         ctx.update(data, lake_ms=ms)
         if q.vin is not None:
@@ -100,7 +103,7 @@ def routes(console: Console) -> list[Route]:
 async def _active_alerts(console: Console, vin: str) -> tuple[list[dict[str, Any]], str | None]:
     try:
         store = AlertStore(console.alerts.engine())
-    except Missing as exc:
+    except StoreMissingError as exc:
         return [], str(exc)
     rows, _ = await console.blocking(lambda: store.active(vin=vin))
     return rows, None

@@ -1,4 +1,5 @@
-// tpipe console: refresh the parts of a page marked data-refresh="SECONDS" from the same URL, in place.
+// tpipe console: refresh the parts of a page marked data-refresh="SECONDS" from the same URL, in place,
+// for as long as the fresh part is still marked (a job's page stops once the job has finished).
 (function () {
   "use strict";
   function refresh(el, seconds) {
@@ -12,7 +13,7 @@
           el.dataset.refreshedAt = new Date().toISOString();
         })
         .catch(function () { /* the console itself may be restarting: try again next time */ })
-        .then(function () { refresh(el, seconds); });
+        .then(function () { if (el.dataset.refresh) { refresh(el, seconds); } });
     }, seconds * 1000);
   }
   document.addEventListener("DOMContentLoaded", function () {
