@@ -101,7 +101,7 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def _metrics(port: int) -> dict[str, float]:
+def _metrics(port: int, worker: str = "telemetry") -> dict[str, float]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             body = r.read().decode()
@@ -109,9 +109,9 @@ def _metrics(port: int) -> dict[str, float]:
         return {}
     out: dict[str, float] = {}
     for key, name, labels in (
-        ("handled", "tpipe_worker_records_processed_total", 'worker="telemetry"'),
+        ("handled", "tpipe_worker_records_processed_total", f'worker="{worker}"'),
         ("committed", "tpipe_lake_events_committed_total", 'table="telemetry"'),
-        ("duplicates", "tpipe_worker_duplicates_total", 'worker="telemetry"'),
+        ("duplicates", "tpipe_worker_duplicates_total", f'worker="{worker}"'),
         ("index_ids", "tpipe_lake_dedup_index_ids", 'table="telemetry"'),
         ("table_checks", "tpipe_lake_dedup_table_checks_total", 'table="telemetry"'),
     ):
