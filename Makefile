@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps jars postgres browser run test test-fast test-fault lint typecheck bench clean
+.PHONY: install system-deps jars spark-jars postgres browser run test test-fast test-fault lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -21,6 +21,10 @@ system-deps:
 jars: install system-deps
 	@$(BIN)/tpipe broker --resolve-only >/dev/null
 
+## the lake read by Spark: Iceberg's Spark runtime and the JDBC drivers (deploy/spark/pom.xml) into .cache/spark
+spark-jars: install system-deps
+	@$(BIN)/python -m tests.support.spark >/dev/null
+
 postgres:
 	@bash deploy/postgres/ensure-postgres.sh
 
@@ -33,7 +37,7 @@ run: jars
 	$(BIN)/tpipe run
 
 ## make test: the whole suite against a real broker (and real SQLite/PostgreSQL)
-test: jars postgres browser
+test: jars spark-jars postgres browser
 	$(BIN)/pytest -q
 
 test-fault: jars

@@ -3,25 +3,18 @@
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import logging
 import os
 import re
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 from localbroker.errors import BrokerError
+from localbroker.maven import resolve_pom
 
 __all__ = ["cache_root", "deploy_dir", "ensure_kafka_jars", "java_executable", "kafka_version"]
 
-log = logging.getLogger("tpipe.broker")
-
 _PKG_DIR = Path(__file__).resolve().parent
 _REPO_ROOT = _PKG_DIR.parent
-_MARKER = ".tpipe-resolved"
 
 
 def deploy_dir() -> Path:
@@ -50,22 +43,11 @@ def kafka_version() -> str:
     return m.group(1)
 
 
-def _maven_repo_args() -> list[str]:
-    """Default ~/.m2 unless it is unusable (then ``.cache/m2`` beside the jar cache)."""
-    if os.environ.get("TPIPE_MAVEN_REPO_LOCAL"):
-        return [f"-Dmaven.repo.local={os.environ['TPIPE_MAVEN_REPO_LOCAL']}"]
-    m2 = Path.home() / ".m2"
-    if (m2.is_dir() and os.access(m2, os.W_OK)) or (not m2.exists() and os.access(Path.home(), os.W_OK)):
-        return []
-    return [f"-Dmaven.repo.local={cache_root().parent / 'm2'}"]
-
-
 def ensure_kafka_jars(*, force: bool = False) -> Path:
     """Return the directory holding the broker's jars, running Maven only if they are not there yet.
 
     ``$KAFKA_LIBS_DIR`` (a ready ``libs/`` dir) short-circuits everything. Otherwise the jars are copied
-    by ``deploy/kafka/pom.xml`` into ``<cache>/<version>/libs``; a marker file holding a hash of the pom
-    says the copy completed, so later calls skip Maven entirely. Safe to call from several processes.
+    by ``deploy/kafka/pom.xml`` into ``<cache>/<version>/libs`` (``localbroker.maven.resolve_pom``).
     """
     env = os.environ.get("KAFKA_LIBS_DIR")
     if env:
@@ -73,52 +55,9 @@ def ensure_kafka_jars(*, force: bool = False) -> Path:
         if not any(libs.glob("kafka_2.13-*.jar")):
             raise BrokerError(f"KAFKA_LIBS_DIR={env} holds no kafka_2.13-*.jar")
         return libs
-    pom = deploy_dir() / "pom.xml"
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
     version = kafka_version()
-    vdir = cache_root() / version
-    libs = vdir / "libs"
-    marker = libs / _MARKER
-
-    def done() -> bool:
-        return not force and marker.is_file() and marker.read_text().strip() == digest
-
-    if done():
-        return libs
-    vdir.mkdir(parents=True, exist_ok=True)
-    with open(vdir / ".lock", "w") as lockf:
-        fcntl.flock(lockf, fcntl.LOCK_EX)
-        if done():  # another process finished while we waited for the lock
-            return libs
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError("Maven (mvn) is not on PATH: it is needed once to fetch the Kafka jars")
-        tmp = vdir / f"libs.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [mvn, "-B", "-q", "-f", str(pom), *_maven_repo_args(), "package", f"-Dkafka.libs.dir={tmp}"]
-        log.info("resolving kafka jars version=%s dir=%s", version, libs)
-        t0 = time.monotonic()
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=False)
-        except subprocess.TimeoutExpired as e:
-            raise BrokerError(f"Maven timed out resolving Kafka {version}: {' '.join(cmd)}") from e
-        if res.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
-            shutil.rmtree(tmp, ignore_errors=True)
-            out = (res.stdout + res.stderr).strip().splitlines()[-40:]
-            raise BrokerError(
-                f"Maven failed (rc={res.returncode}) resolving Kafka {version}:\n  {' '.join(cmd)}\n"
-                + "\n".join(out)
-            )
-        (tmp / _MARKER).write_text(digest + "\n")
-        shutil.rmtree(libs, ignore_errors=True)
-        tmp.rename(libs)
-        log.info(
-            "resolved kafka jars version=%s jars=%d seconds=%.1f",
-            version,
-            len(list(libs.glob("*.jar"))),
-            time.monotonic() - t0,
-        )
-    return libs
+    return resolve_pom(deploy_dir() / "pom.xml", cache_root() / version / "libs", dir_property="kafka.libs.dir",
+                       expect="kafka_2.13-*.jar", what=f"kafka jars version={version}", force=force)
 
 
 def java_executable() -> str:

@@ -113,6 +113,19 @@ LAKE_EVENTS_COMMITTED = Counter(
     ["table"],
     registry=REGISTRY,
 )
+LAKE_DEDUP_INDEX_IDS = Gauge(
+    "tpipe_lake_dedup_index_ids",
+    "event_ids a lake table's dedup index holds in memory (16 bytes each; at most --dedup-max-ids)",
+    ["table"],
+    registry=REGISTRY,
+)
+LAKE_DEDUP_TABLE_CHECKS = Counter(
+    "tpipe_lake_dedup_table_checks_total",
+    "Records whose dedup check read the table because their hour of created_at holds more event_ids "
+    "than --dedup-max-ids (exact, but a scan per batch: raise the bound if this grows)",
+    ["table"],
+    registry=REGISTRY,
+)
 WORKER_COMMIT_SECONDS = Histogram(
     "tpipe_worker_commit_seconds",
     "Time to make one batch's effects durable and commit its offsets",

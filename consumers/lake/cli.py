@@ -1,4 +1,4 @@
-"""``tpipe consume telemetry`` and ``tpipe lake latest|sql``."""
+"""``tpipe consume telemetry`` and ``tpipe lake latest|sql|engine-conf``."""
 
 from __future__ import annotations
 
@@ -65,6 +65,16 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     add_format_argument(q)
     add_settings_arguments(q, LakeCatalogSettings)
     q.set_defaults(func=_sql)
+
+    e = lake_sub.add_parser(
+        "engine-conf", help="the Spark or Trino settings that open this lake's tables",
+        description="Spark: spark-sql/pyspark --conf lines for Iceberg's SparkCatalog (the jars: make spark-jars). "
+        "Trino: an etc/catalog/<name>.properties file for the Iceberg connector (PostgreSQL or REST catalog). "
+        "The output holds the catalog's password when --catalog-uri has one.",
+    )
+    e.add_argument("engine", choices=("spark", "trino"))
+    add_settings_arguments(e, LakeCatalogSettings)
+    e.set_defaults(func=_engine_conf)
     return lake_sub
 
 
@@ -73,6 +83,22 @@ def _announce(settings: LakeCatalogSettings) -> None:
     from consumers.stores import announce_store
 
     announce_store("lake", describe_lake(settings))
+
+
+def _engine_conf(args: argparse.Namespace) -> int:
+    from consumers.lake.engines import spark_conf, trino_properties
+    from consumers.lake.settings import LakeCatalogSettings
+
+    s = settings_from_args(LakeCatalogSettings, args)
+    try:
+        if args.engine == "spark":
+            print("\n".join(f"--conf {k}={v}" for k, v in spark_conf(s).items()))
+        else:
+            print("\n".join(f"{k}={v}" for k, v in trino_properties(s).items()))
+    except ValueError as exc:
+        print(f"tpipe lake engine-conf: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _latest(args: argparse.Namespace) -> int:

@@ -53,8 +53,13 @@ class LakeSettings(WorkerSettings, LakeCatalogSettings):
     metrics_port: int = Field(9101, ge=0, description="Prometheus /metrics port (0: a free port, printed at start)")
     commit_rows: int = Field(500_000, ge=1, description="commit a table once this many rows are buffered")
     commit_interval_s: float = Field(5.0, gt=0, description="commit a table at least this often when it has work")
+    dedup_max_ids: int = Field(
+        10_000_000, ge=1,
+        description="event_ids each table's dedup index holds in memory, 16 bytes each (10M: 160 MB); hours of "
+        "created_at beyond it are reloaded on demand, an hour larger than it is checked against the table",
+    )
     dedup_cache_days: int = Field(
-        4, ge=1, description="day partitions whose event_ids are kept in memory for dedup (others reload on demand)"
+        4, ge=1, description="at most this many days (24 hours each) of event_ids in the dedup index",
     )
     commit_attempts: int = Field(5, ge=1, description="tries per commit on CommitFailedException (each reloads)")
     keep_snapshots: int = Field(

@@ -17,31 +17,31 @@ Exactly-once (per table):
 
 Dedup (a redelivered webhook: same event_id at another offset):
 
-* within the buffer (a set of pending event_ids), and
-* against the table: event_ids of the day partitions (``day(created_at)``) that recent records fall
-  in, loaded from the table on first touch and kept for ``dedup_cache_days`` days (LRU); a record
-  of an evicted or older day reloads that day. Duplicates share ``created_at`` (it is part of the
-  event_id), so one day's set is the whole check. The caches are dropped on every assignment and
-  on a commit conflict (another writer may have added rows). Memory grows with the events per
-  cached day. The read side (``consumers.lake.query``) dedupes again, as the final guarantee.
+* within the buffer (the pending event_ids), and
+* against the table: ``consumers.lake.dedup.HourIndex`` holds the complete event_ids of recently
+  touched hours of ``created_at`` as 16-byte keys, at most ``dedup_max_ids`` of them (memory bounded
+  by configuration, not by traffic); an hour not held is loaded from the table on first touch, an hour
+  larger than the bound is checked against the table batch by batch. Duplicates share ``created_at``
+  (it is part of the event_id), so one hour's ids are the whole check. The index is dropped on every
+  assignment and on a commit conflict (another writer may have added rows). The read side
+  (``consumers.lake.query``) dedupes again, as the final guarantee.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 from aiokafka.structs import TopicPartition
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from pyiceberg.table import Table
 
 from consumers.lake.arrow_buffer import ArrowBuffer
+from consumers.lake.dedup import HOUR_MS, HourIndex
 from consumers.lake.rows import SHAPES
 from consumers.lake.snapshots import encode_offsets, expire_snapshots, offsets_key, stored_offsets
 from consumers.lake.tables import TableDef
@@ -50,60 +50,6 @@ from consumers.runtime import Failure, Offsets, RetryableError, WorkerRecord
 from plumbing import metrics
 
 log = logging.getLogger("consumers.lake")
-
-_DAY_US = 86_400_000_000
-_DAY_MS = 86_400_000
-
-
-class DayIndex:
-    """event_ids per ``day(created_at)`` partition: the table's rows plus what this sink committed."""
-
-    def __init__(self, max_days: int) -> None:
-        self.max_days = max_days
-        self._days: OrderedDict[int, set[str]] = OrderedDict()
-
-    def _day(self, table: Table, day: int) -> set[str]:
-        ids = self._days.get(day)
-        if ids is None:
-            ids = self._load(table, day)
-            self._days[day] = ids
-            while len(self._days) > self.max_days:
-                self._days.popitem(last=False)
-        else:
-            self._days.move_to_end(day)
-        return ids
-
-    @staticmethod
-    def _load(table: Table, day: int) -> set[str]:
-        if table.current_snapshot() is None:
-            return set()
-        start = datetime.fromtimestamp(day * 86_400, tz=UTC).isoformat()
-        end = datetime.fromtimestamp((day + 1) * 86_400, tz=UTC).isoformat()
-        in_day = And(
-            GreaterThanOrEqual("created_at", start),  # type: ignore[call-arg,arg-type]
-            LessThan("created_at", end),  # type: ignore[call-arg,arg-type]
-        )
-        scan = table.scan(row_filter=in_day, selected_fields=("event_id",))
-        col = scan.to_arrow().column("event_id")
-        return {v for v in col.to_pylist() if v is not None}
-
-    def ids(self, table: Table, day: int) -> set[str]:
-        """The event_ids of ``day`` (loaded on first touch; marks the day most recently used)."""
-        return self._day(table, day)
-
-    def seen(self, table: Table, event_id: str, day: int) -> bool:
-        return event_id in self._day(table, day)
-
-    def add(self, table: Table, event_id: str, day: int) -> None:
-        self._day(table, day).add(event_id)
-
-    def clear(self) -> None:
-        self._days.clear()
-
-    @property
-    def size(self) -> int:
-        return sum(len(s) for s in self._days.values())
-
 
 class TableSink:
     """Buffer + exactly-once commit for one table. Synchronous: the worker runs it in a thread."""
@@ -121,6 +67,7 @@ class TableSink:
         commit_interval_s: float,
         dedup_days: int,
         commit_attempts: int,
+        dedup_max_ids: int = 10_000_000,
         keep_snapshots: int = 0,
         native: bool = True,
     ) -> None:
@@ -134,9 +81,9 @@ class TableSink:
         self.commit_interval_s = commit_interval_s
         self.commit_attempts = commit_attempts
         self.keep_snapshots = keep_snapshots
-        self.index = DayIndex(dedup_days)
+        self.index = HourIndex(dedup_max_ids, max_hours=24 * dedup_days)
         self.buffer = ArrowBuffer(tdef.name, SHAPES[tdef.name], native=native)
-        self._pending: dict[str, int] = {}  # event_id -> day, not yet committed
+        self._pending: dict[str, int] = {}  # event_id -> hour of created_at, not yet committed
         self.offsets: Offsets = {}  # handled next offsets of this table's partitions
         self.durable: Offsets = {}  # next offsets stored in the table
         self._dirty_since: float | None = None
@@ -145,36 +92,40 @@ class TableSink:
     # --- intake ------------------------------------------------------------------------------
     def add(self, records: list[WorkerRecord]) -> tuple[list[Failure], int]:
         """Buffer the rows of ``records``; returns (failures, duplicates skipped)."""
-        dups = 0
         pending = self._pending
-        last_day: int | None = None
-        ids: set[str] = set()
+        batch: set[str] = set()
+        cand: list[WorkerRecord] = []
+        for rec in records:  # copies already buffered, or twice in this batch
+            eid = rec.envelope.event_id
+            if eid in pending or eid in batch:
+                continue
+            batch.add(eid)
+            cand.append(rec)
+        hours = np.fromiter((r.envelope.created_at_ms // HOUR_MS for r in cand), dtype=np.int64, count=len(cand))
+        eids = [r.envelope.event_id for r in cand]
+        try:
+            seen = self.index.seen(self.table, hours, eids)
+        except Exception as exc:  # the table could not be read: not the record's fault
+            raise RetryableError(f"dedup lookup in {self.tdef.name} failed: {exc!r}") from exc
+        self._index_metrics()
         fresh: list[WorkerRecord] = []
-        for rec in records:
-            env = rec.envelope
-            # == rows.iso_to_us(created_at, created_at_ms) // _DAY_US (whose ms are always created_at_ms)
-            day = env.created_at_ms // _DAY_MS
-            eid = env.event_id
-            if eid in pending:
-                dups += 1
-                continue
-            if day != last_day:  # the same day again is already the index's most recent entry
-                try:
-                    ids = self.index.ids(self.table, day)
-                except Exception as exc:  # the table could not be read: not the record's fault
-                    raise RetryableError(f"dedup lookup in {self.tdef.name} failed: {exc!r}") from exc
-                last_day = day
-            if eid in ids:
-                dups += 1
-                continue
-            fresh.append(rec)
-            pending[eid] = day
+        for rec, eid, hour, dup in zip(cand, eids, hours.tolist(), seen.tolist(), strict=True):
+            if not dup:
+                fresh.append(rec)
+                pending[eid] = hour
         failures = self.buffer.add_batch(fresh)  # what the lake cannot represent is dead-lettered
         for f in failures:
             pending.pop(f.record.envelope.event_id, None)
         if pending:
             self._touch()
-        return failures, dups
+        return failures, len(records) - len(fresh)
+
+    def _index_metrics(self) -> None:
+        metrics.LAKE_DEDUP_INDEX_IDS.labels(self.tdef.name).set(self.index.size)
+        checks = self.index.table_checks
+        if checks:
+            metrics.LAKE_DEDUP_TABLE_CHECKS.labels(self.tdef.name).inc(checks)
+            self.index.table_checks = 0
 
     def note_offsets(self, offsets: Offsets) -> None:
         """Take the runtime's handled positions for this table's partitions."""
@@ -259,8 +210,10 @@ class TableSink:
 
     def _done(self, stored: Offsets) -> None:
         self.durable.update(stored)
-        for eid, day in self._pending.items():
-            self.index.add(self.table, eid, day)
+        if self._pending:
+            pending = self._pending
+            self.index.add(np.fromiter(pending.values(), dtype=np.int64, count=len(pending)), list(pending))
+            self._index_metrics()
         self.buffer.clear()
         self._pending.clear()
         self._dirty_since = None

@@ -97,7 +97,7 @@ class TelemetryWorker(Worker):
             sink = TableSink(
                 tdef, catalog, s.namespace, tables[tdef.name], self.group_id, topics,
                 commit_rows=s.commit_rows, commit_interval_s=s.commit_interval_s,
-                dedup_days=s.dedup_cache_days, commit_attempts=s.commit_attempts,
+                dedup_max_ids=s.dedup_max_ids, dedup_days=s.dedup_cache_days, commit_attempts=s.commit_attempts,
                 keep_snapshots=s.keep_snapshots, native=s.row_builder == "native",
             )
             self.sinks[tdef.name] = sink

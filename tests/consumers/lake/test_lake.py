@@ -98,8 +98,12 @@ async def test_string_and_null_values_are_coerced(kafka_settings: KafkaSettings,
     assert json.loads(got["DoorState"][6]) == {"DriverFront": False}
 
 
-async def test_duplicate_event_ids_yield_one_set_of_rows(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
-    s = lake_settings(kafka_settings, tmp_path)
+@pytest.mark.parametrize("dedup_max_ids", [10_000_000, 3], ids=["index", "hour-above-bound"])
+async def test_duplicate_event_ids_yield_one_set_of_rows(kafka_settings: KafkaSettings, tmp_path: Path,
+                                                         dedup_max_ids: int) -> None:
+    """Redeliveries dropped exactly, with the hour held in the dedup index and with an hour larger than
+    ``--dedup-max-ids`` (then each batch is confirmed against the table)."""
+    s = lake_settings(kafka_settings, tmp_path, dedup_max_ids=dedup_max_ids)
     envs = drive_stream(20)
     dup_data = next(e for e in envs if e.type is EventType.DATA)
     dup_state = next(e for e in envs if e.type is EventType.STATE)
