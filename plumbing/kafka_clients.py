@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import InvalidConfigurationError, for_code
+from aiokafka.errors import InvalidConfigurationError, KafkaError, TopicAlreadyExistsError, for_code
 
 from plumbing.settings import KafkaSettings
 
@@ -105,18 +105,55 @@ TIMESTAMP_CONFIGS = {
 }
 
 
-def topic_configs(s: KafkaSettings) -> dict[str, str]:
-    """The configs every topic tpipe creates gets (retention, size, timestamp bounds)."""
+class TopicsNotCreatedError(KafkaError):  # type: ignore[misc]
+    """Kafka refused to create a topic (replication factor above the brokers, a policy, an ACL)."""
+
+    retriable = False
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else type(self).__name__
+
+
+def fitted_replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) that fit a cluster of ``brokers``: one copy per broker
+    up to 3, and writes go on with one copy missing (3 -> 2, 2 -> 1, 1 -> 1)."""
+    replication = max(1, min(3, brokers))
+    return replication, max(1, min(2, replication - 1))
+
+
+def topic_configs(s: KafkaSettings, *, min_insync: int | None = None) -> dict[str, str]:
+    """The configs every topic tpipe creates gets (retention, size, timestamp bounds, min ISR)."""
     configs = {**TIMESTAMP_CONFIGS, "max.message.bytes": str(s.topic_max_message_bytes)}
     if s.topic_retention_ms is not None:
         configs["retention.ms"] = str(s.topic_retention_ms)
+    min_insync = min_insync if min_insync is not None else s.topic_min_insync_replicas
+    if min_insync is not None:
+        configs["min.insync.replicas"] = str(min_insync)
     return configs
+
+
+async def topic_replication(s: KafkaSettings, admin: AIOKafkaAdminClient) -> tuple[int, int]:
+    """The replication factor and min.insync.replicas for new topics: the settings', the unset ones
+    fitted to the brokers the cluster lists now (``fitted_replication``)."""
+    rf, min_insync = s.topic_replication_factor, s.topic_min_insync_replicas
+    if rf is None or min_insync is None:
+        brokers = len((await admin.describe_cluster()).get("brokers") or ()) or 1
+        fit_rf, _ = fitted_replication(brokers)
+        rf = rf if rf is not None else fit_rf
+        min_insync = min_insync if min_insync is not None else fitted_replication(rf)[1]
+    if min_insync > rf:
+        raise TopicsNotCreatedError(
+            f"min.insync.replicas {min_insync} is above the replication factor {rf}: "
+            "no write could ever be acknowledged"
+        )
+    return rf, min_insync
 
 
 async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int | None = None) -> list[str]:
     """Create the topics that are missing; returns the names created. Safe to call concurrently.
 
-    Existing topics are left as they are (the forwarder adapts to their timestamp bounds)."""
+    Existing topics are left as they are (the forwarder adapts to their timestamp bounds). Raises
+    ``TopicsNotCreatedError`` with Kafka's reason when a topic could not be created."""
     admin = make_admin(s)
     try:
         await admin.start()
@@ -124,23 +161,26 @@ async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int |
         missing = [n for n in dict.fromkeys(names) if n not in existing]
         if not missing:
             return []
-        configs = topic_configs(s)
+        rf, min_insync = await topic_replication(s, admin)
+        configs = topic_configs(s, min_insync=min_insync)
 
         def new_topics(topic_names: list[str], cfg: dict[str, str]) -> list[NewTopic]:
             return [
                 NewTopic(
                     name=n,
                     num_partitions=partitions or s.topic_partitions,
-                    replication_factor=s.topic_replication_factor,
+                    replication_factor=rf,
                     topic_configs=cfg,
                 )
                 for n in topic_names
             ]
 
-        refused = _config_refusals(await admin.create_topics(new_topics(missing, configs)))
+        response = await admin.create_topics(new_topics(missing, configs))
+        refused = _config_refusals(response)
         if refused:  # brokers before Kafka 3.6 lack the timestamp bounds (and accept any time by default)
             older = {k: v for k, v in configs.items() if k not in TIMESTAMP_CONFIGS}
-            await admin.create_topics(new_topics(refused, older))
+            response = await admin.create_topics(new_topics(refused, older))
+        _raise_refusals(response)
         return missing
     finally:
         await admin.close()
@@ -155,3 +195,13 @@ def _config_refusals(response: Any) -> list[str]:
         if code and for_code(code) is InvalidConfigurationError:
             out.append(name)
     return out
+
+
+def _raise_refusals(response: Any) -> None:
+    """Raise for a topic Kafka did not create, except one a concurrent creator made first."""
+    for entry in getattr(response, "topic_errors", ()):
+        name, code = entry[0], entry[1]
+        if not code or for_code(code) is TopicAlreadyExistsError:
+            continue
+        reason = entry[2] if len(entry) > 2 and entry[2] else for_code(code).__name__
+        raise TopicsNotCreatedError(f"Kafka did not create topic {name}: {for_code(code).__name__}: {reason}")

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
 from consumers.replay.selection import ReplayError
 from plumbing.logs import redact
@@ -27,6 +28,10 @@ def run_command(cmd: str, body: Callable[[], object]) -> int:
     error (secrets redacted), 130 on Ctrl-C; a closed stdout (``| head``) ends quietly."""
     try:
         body()
+    except ValidationError as exc:  # settings from the environment: one line per command, not pydantic's block
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"tpipe {cmd}: error: {redact(reasons)}", file=sys.stderr)
+        return 1
     except (ReplayError, KafkaError, ValueError) as exc:
         print(f"tpipe {cmd}: error: {redact(str(exc))}", file=sys.stderr)
         return 1
