@@ -1,5 +1,6 @@
 """Where a cluster's partitions live: each partition's leader, replicas and in-sync replicas, from a
-metadata request (which never auto-creates a topic), and waiting until none is under-replicated."""
+metadata request for every topic (naming one would auto-create it on a broker that allows that), and
+waiting until none is under-replicated."""
 
 from __future__ import annotations
 
@@ -33,13 +34,14 @@ async def partition_states(settings: KafkaSettings, topics: list[str] | None = N
     admin = make_admin(settings, request_timeout_ms=5000)
     await admin.start()
     try:
-        described = await admin.describe_topics(topics)
+        described = await admin.describe_topics()
     finally:
         await admin.close()
+    wanted = set(topics) if topics is not None else None
     return sorted(
         PartitionState(t["topic"], p["partition"], p["leader"], tuple(p["replicas"]), tuple(p["isr"]))
         for t in described
-        if t.get("error_code", 0) == 0
+        if t.get("error_code", 0) == 0 and (wanted is None or t["topic"] in wanted)
         for p in t.get("partitions", ())
     )
 

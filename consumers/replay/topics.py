@@ -97,8 +97,8 @@ async def list_topics(settings: KafkaSettings) -> list[TopicInfo]:
     try:
         existing = await topic_partitions(admin)
         present = [n for n in names if n in existing]
-        replicas = {t["topic"]: len(t["partitions"][0]["replicas"]) for t in await admin.describe_topics(present)
-                    if t.get("error_code", 0) == 0 and t.get("partitions")} if present else {}
+        replicas = {t["topic"]: len(t["partitions"][0]["replicas"]) for t in await admin.describe_topics()
+                    if t["topic"] in present and t.get("error_code", 0) == 0 and t.get("partitions")}
         retention: dict[str, int | None] = {}
         min_insync: dict[str, str] = {}
         if present:
