@@ -38,8 +38,8 @@ from tests.support.worker_processes import churn_group, produce_paced, wait_for,
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.postgres]
 
 VINS = [f"5YJ3E1EA{n:09d}" for n in range(12)]
-EVENTS = 7000  # distinct events
-RATE = 200.0  # records per second: the stream outlasts the churn (about 25 s)
+EVENTS = 9000  # distinct events
+RATE = 200.0  # records per second: the stream outlasts the churn (about 30 s); the rest goes at once
 
 
 def telemetry_stream(n: int, start_ms: int) -> list[Envelope]:
@@ -119,7 +119,7 @@ async def test_telemetry_workers_share_a_group_exactly_once_through_kills_and_re
 
     start = worker_starter(tmp_path, "telemetry", s, "--catalog-uri", catalog_uri, "--warehouse",
                            str(tmp_path / "warehouse"), "--commit-interval-s", "1")
-    workers, churn = await churn_group(start, lambda: produce_paced(s, stream, RATE))
+    workers, churn = await churn_group(start, lambda hurry: produce_paced(s, stream, RATE, hurry))
     sent = churn.produced
     ends = await end_offsets(s, all_event_topics(prefix))
     caught_up_s = await wait_for(lambda: _lake_caught_up(catalog_settings, group, ends, prefix),

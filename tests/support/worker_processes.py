@@ -2,9 +2,10 @@
 put them through, and a paced producer of envelopes (with redeliveries) running meanwhile.
 
     start = worker_starter(tmp_path, "telemetry", settings, "--catalog-uri", uri, ...)
-    survivors, churn = await churn_group(start, lambda: produce_paced(settings, envs, rate=200))
+    survivors, churn = await churn_group(start, lambda hurry: produce_paced(settings, envs, 200, hurry))
     # 2 workers; once they share the partitions the stream starts; one is SIGKILLed and back, a 3rd
-    # joins and leaves, all while the stream flows; churn.produced is what the stream sent
+    # joins and leaves, all while the stream flows; then the rest of it is sent at once.
+    # churn.produced is what the stream sent
 
 Workers run with ``TPIPE_*`` variables removed from their environment (only the flags count).
 """
@@ -12,6 +13,7 @@ Workers run with ``TPIPE_*`` variables removed from their environment (only the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -116,17 +118,19 @@ class Churn:
 
 
 async def churn_group(
-    start: Callable[[str], WorkerProcess], stream: Callable[[], Awaitable[int]], share_s: float = 3.0
+    start: Callable[[str], WorkerProcess], stream: Callable[[asyncio.Event], Awaitable[int]], share_s: float = 3.0
 ) -> tuple[list[WorkerProcess], Churn]:
-    """Two workers share the group, then ``stream()`` starts producing; meanwhile the first worker is
-    SIGKILLed and started again, a third joins and leaves (SIGTERM, exit 0). Waits for the stream to
-    end (it must outlast the churn: asserted). Returns the two still running and the timeline."""
+    """Two workers share the group, then ``stream(hurry)`` starts producing; meanwhile the first
+    worker is SIGKILLed and started again, a third joins and leaves (SIGTERM, exit 0). Then ``hurry``
+    is set (the stream sends the rest at once; it must still be running: asserted) and the stream
+    awaited. Returns the two workers still running and the timeline."""
     churn = Churn()
     w1, w2 = start("w1"), start("w2")
     await wait_for(lambda: w1.owns_partitions() and w2.owns_partitions(), "w1 and w2 to share the partitions",
                    workers=[w1, w2])
     churn.note("w1 and w2 share the partitions; the stream starts")
-    producing = asyncio.ensure_future(stream())
+    hurry = asyncio.Event()
+    producing = asyncio.ensure_future(stream(hurry))
     await asyncio.sleep(share_s)  # they consume side by side for a while: a duration
     w1.kill()
     churn.note("w1 SIGKILLed")
@@ -146,14 +150,16 @@ async def churn_group(
                    workers=[w1, w2])
     churn.note("partitions back with w1 and w2")
     assert not producing.done(), "the stream ended before the churn did: make it longer"
+    hurry.set()
     churn.produced = await producing
     churn.note("stream produced")
     return [w1, w2], churn
 
 
-async def produce_paced(settings: KafkaSettings, envs: Sequence[Envelope], rate: float, stop: asyncio.Event | None = None) -> int:
+async def produce_paced(settings: KafkaSettings, envs: Sequence[Envelope], rate: float, hurry: asyncio.Event) -> int:
     """Publish like the forwarder (topic per type, key, headers, timestamp = created_at) at about
-    ``rate`` records per second, in batches; returns how many were sent."""
+    ``rate`` records per second in batches, the rest as fast as it goes once ``hurry`` is set;
+    returns how many were sent."""
     producer = make_producer(settings, role="test-paced")
     await producer.start()
     sent = 0
@@ -168,10 +174,9 @@ async def produce_paced(settings: KafkaSettings, envs: Sequence[Envelope], rate:
             await asyncio.gather(*futs)
             sent += len(futs)
             ahead = t0 + sent / rate - time.monotonic()
-            if ahead > 0:
-                await asyncio.sleep(ahead)  # pacing: the stream's rate, not a readiness wait
-            if stop is not None and stop.is_set():
-                break
+            if ahead > 0 and not hurry.is_set():
+                with contextlib.suppress(TimeoutError):  # pacing: the stream's rate, not a readiness wait
+                    await asyncio.wait_for(hurry.wait(), ahead)
     finally:
         await producer.stop()
     return sent
