@@ -6,6 +6,7 @@ security settings, client ids and delivery guarantees are decided once.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -181,9 +182,27 @@ async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int |
             older = {k: v for k, v in configs.items() if k not in TIMESTAMP_CONFIGS}
             response = await admin.create_topics(new_topics(refused, older))
         _raise_refusals(response)
+        await _until_listed(admin, missing)
         return missing
     finally:
         await admin.close()
+
+
+async def _until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 15.0) -> None:
+    """Until the metadata lists ``names`` with a leader for every partition (the controller created
+    them; the brokers learn it a moment later), so what follows a creation finds them. Asks for all
+    topics: a metadata request naming one would auto-create it where the broker allows that."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    want = set(names)
+    while True:
+        ready = {
+            t["topic"] for t in await admin.describe_topics()
+            if t["topic"] in want and t.get("error_code", 0) == 0 and t.get("partitions")
+            and all(p["leader"] >= 0 for p in t["partitions"])
+        }
+        if ready == want or asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.1)  # metadata poll interval
 
 
 def _config_refusals(response: Any) -> list[str]:
