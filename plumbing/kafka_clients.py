@@ -7,6 +7,7 @@ security settings, client ids and delivery guarantees are decided once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from typing import Any
 
@@ -15,6 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import InvalidConfigurationError, KafkaError, TopicAlreadyExistsError, for_code
 
 from plumbing.settings import KafkaSettings
+
+log = logging.getLogger("tpipe.kafka")
 
 
 def _ssl_context(s: KafkaSettings) -> ssl.SSLContext | None:
@@ -150,11 +153,17 @@ async def topic_replication(s: KafkaSettings, admin: AIOKafkaAdminClient) -> tup
     return rf, min_insync
 
 
-async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int | None = None) -> list[str]:
+async def ensure_topics(
+    s: KafkaSettings, names: list[str], *, partitions: int | None = None, strict: bool = False
+) -> list[str]:
     """Create the topics that are missing; returns the names created. Safe to call concurrently.
 
-    Existing topics are left as they are (the forwarder adapts to their timestamp bounds). Raises
-    ``TopicsNotCreatedError`` with Kafka's reason when a topic could not be created."""
+    Existing topics are left as they are (the forwarder adapts to their timestamp bounds). A topic
+    Kafka refuses to create (an ACL, a policy, a replication factor above the brokers) raises
+    ``TopicsNotCreatedError`` with Kafka's reason when ``strict`` (``tpipe topics create``, which also
+    returns only once the brokers list what it created); otherwise (a receiver or worker starting) the
+    refusal is logged and the process goes on: the topic may be created by someone else, and a write
+    to it fails with Kafka's own error."""
     admin = make_admin(s)
     try:
         await admin.start()
@@ -178,20 +187,26 @@ async def ensure_topics(s: KafkaSettings, names: list[str], *, partitions: int |
 
         response = await admin.create_topics(new_topics(missing, configs))
         refused = _config_refusals(response)
+        refusals = {n: why for n, why in _refusals(response).items() if n not in refused}
         if refused:  # brokers before Kafka 3.6 lack the timestamp bounds (and accept any time by default)
             older = {k: v for k, v in configs.items() if k not in TIMESTAMP_CONFIGS}
-            response = await admin.create_topics(new_topics(refused, older))
-        _raise_refusals(response)
-        await _until_listed(admin, missing)
-        return missing
+            refusals.update(_refusals(await admin.create_topics(new_topics(refused, older))))
+        for name, why in refusals.items():
+            if strict:
+                raise TopicsNotCreatedError(f"Kafka did not create topic {name}: {why}")
+            log.warning("topic not created", extra={"topic": name, "reason": why})
+        created = [n for n in missing if n not in refusals]
+        if strict:  # a command's next step (``topics list``) must find them; a producer waits by itself
+            await _until_listed(admin, created)
+        return created
     finally:
         await admin.close()
 
 
-async def _until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 15.0) -> None:
+async def _until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 10.0) -> None:
     """Until the metadata lists ``names`` with a leader for every partition (the controller created
-    them; the brokers learn it a moment later), so what follows a creation finds them. Asks for all
-    topics: a metadata request naming one would auto-create it where the broker allows that."""
+    them; the brokers learn it a moment later), or ``timeout_s`` (a topic this client may not
+    describe never shows). Asks for all topics: naming one would auto-create it where allowed."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     want = set(names)
     while True:
@@ -216,11 +231,14 @@ def _config_refusals(response: Any) -> list[str]:
     return out
 
 
-def _raise_refusals(response: Any) -> None:
-    """Raise for a topic Kafka did not create, except one a concurrent creator made first."""
+def _refusals(response: Any) -> dict[str, str]:
+    """Topic -> Kafka's reason, for the topics a CreateTopics response did not create (a topic a
+    concurrent creator made first counts as created)."""
+    out = {}
     for entry in getattr(response, "topic_errors", ()):
         name, code = entry[0], entry[1]
         if not code or for_code(code) is TopicAlreadyExistsError:
             continue
-        reason = entry[2] if len(entry) > 2 and entry[2] else for_code(code).__name__
-        raise TopicsNotCreatedError(f"Kafka did not create topic {name}: {for_code(code).__name__}: {reason}")
+        error = for_code(code).__name__
+        out[name] = f"{error}: {entry[2]}" if len(entry) > 2 and entry[2] else error
+    return out

@@ -85,7 +85,7 @@ async def create_topics(
         await admin.close()
     s = s.model_copy(update={"topic_replication_factor": rf, "topic_min_insync_replicas": min_insync})
     names = all_topics(s.topic_prefix)
-    created = await ensure_topics(s, names, partitions=partitions)
+    created = await ensure_topics(s, names, partitions=partitions, strict=True)
     return created, [n for n in names if n not in created], (rf, min_insync)
 
 

@@ -144,3 +144,13 @@ def test_a_stale_writer_whose_partition_moved_appends_nothing_twice(
     assert "dropping rows another writer already committed" in messages
     rows = _rows(lake)
     assert len(rows) == len(set(rows)) == 12
+
+
+def test_workers_starting_together_on_a_new_catalog_both_open_the_tables(lake: LakeSettings) -> None:
+    """Two workers open a fresh catalog at once: both see no namespace, one inserts it first; the
+    other's insert fails on the catalog's unique key and must not stop it (seen on PostgreSQL)."""
+    catalog = open_catalog(lake)  # the namespace exists (the fixture created it)
+    checks = iter([False])  # this worker checked before the other one's insert landed
+    catalog.namespace_exists = lambda ns: next(checks, True)  # type: ignore[method-assign]
+    tables = ensure_tables(catalog, lake.namespace)
+    assert set(tables) == set(TABLES_BY_NAME)
