@@ -44,7 +44,7 @@ from sqlalchemy import (
 from consumers.alerts.rules import DEFAULT_RULES, Ruleset
 from consumers.notify.model import Notification, notification_id
 from consumers.notify.outbox import Outbox
-from consumers.sqlstore import insert_ignore, unseen_events
+from consumers.sqlstore import create_tables, insert_ignore, unseen_events
 from schemas.times import format_ms, now_ms, to_ms
 
 __all__ = ["AlertStore", "ApplyResult", "InvalidEventError", "ParsedEvent", "metadata", "parse_event"]
@@ -281,7 +281,7 @@ class AlertStore:
         self.outbox = outbox
 
     def create_tables(self) -> None:
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def apply(self, events: Sequence[ParsedEvent]) -> ApplyResult:
         """Apply ``events`` (any order, duplicates allowed) in one transaction."""

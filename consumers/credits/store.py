@@ -45,7 +45,7 @@ from sqlalchemy import (
 
 from consumers.notify.model import Notification, notification_id
 from consumers.notify.outbox import Outbox
-from consumers.sqlstore import insert_ignore, unseen_events
+from consumers.sqlstore import create_tables, insert_ignore, unseen_events
 from schemas.times import day_of_ms, format_ms, now_ms
 
 __all__ = ["ApplyResult", "CreditEvent", "CreditStore", "InvalidEventError", "metadata", "parse_event"]
@@ -183,7 +183,7 @@ class CreditStore:
         self.outbox = outbox
 
     def create_tables(self) -> None:
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def apply(self, events: Sequence[CreditEvent]) -> ApplyResult:
         result = ApplyResult()

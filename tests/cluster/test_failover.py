@@ -119,8 +119,8 @@ async def test_spool_mode_rides_out_the_leader_of_the_busiest_partition_killed(
     assert fig["non_2xx"] == 0 and res.transport_errors == 0, "the sender never noticed the broker's death"
     assert ids == set(res.acked), "exactly the acknowledged events are in Kafka"
     assert check_order(envs, set(res.acked)) == len(res.acked)
-    assert fig["recovered_s"] is not None, "the spool went back to its depth before the kill"
-    assert sampler.max_depth(since=t_kill) < len(res.acked), "the backlog stayed bounded"
+    assert fig["recovered_s"] is not None and fig["recovered_s"] <= OUTAGE_S, \
+        "the spool was back to its depth before the kill while the node was still down (RF 3: the others took over)"
 
 
 async def test_broker_mode_counts_the_503s_while_a_partition_has_no_leader(
