@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps jars spark-jars postgres browser run test test-fast test-fault lint typecheck bench clean
+.PHONY: install system-deps jars spark-jars postgres browser run test test-fast test-fault test-cluster lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -42,6 +42,10 @@ test: jars spark-jars postgres browser
 
 test-fault: jars
 	$(BIN)/pytest -q -m fault
+
+## make test-cluster: the tests on a real 3-node Kafka cluster (they are part of make test too)
+test-cluster: jars postgres
+	$(BIN)/pytest -q -m cluster -s
 
 lint: install
 	$(BIN)/ruff check .

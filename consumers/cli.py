@@ -13,7 +13,7 @@ from plumbing.settings import KafkaSettings
 
 __all__ = ["register"]
 
-_TOPIC_FIELDS = {"topic_partitions", "topic_retention_ms"}
+_TOPIC_FIELDS = {"topic_partitions", "topic_retention_ms", "topic_replication_factor", "topic_min_insync_replicas"}
 
 
 def _run_reset(args: argparse.Namespace) -> int:
@@ -41,14 +41,20 @@ def _run_topics_create(args: argparse.Namespace) -> int:
     def body() -> None:
         settings = settings_from_args(KafkaSettings, args)
         retention = parse_retention_ms(args.retention) if args.retention else None
-        if args.partitions is not None and args.partitions < 1:
-            raise ReplayError("--partitions must be at least 1")
-        created, existing = asyncio.run(create_topics(settings, retention_ms=retention, partitions=args.partitions))
+        for flag, value in (("--partitions", args.partitions), ("--replication-factor", args.replication_factor),
+                            ("--min-insync-replicas", args.min_insync_replicas)):
+            if value is not None and value < 1:
+                raise ReplayError(f"{flag} must be at least 1")
+        created, existing, (rf, min_isr) = asyncio.run(create_topics(
+            settings, retention_ms=retention, partitions=args.partitions,
+            replication_factor=args.replication_factor, min_insync_replicas=args.min_insync_replicas,
+        ))
         eff = retention if retention is not None else settings.topic_retention_ms
         ret = "broker default" if eff is None else format_retention(eff)
         parts = args.partitions or settings.topic_partitions
         for name in created:
-            print(f"created {name} (partitions {parts}, retention {ret})")
+            print(f"created {name} (partitions {parts}, replication factor {rf}, min.insync.replicas {min_isr}, "
+                  f"retention {ret})")
         for name in existing:
             print(f"exists  {name} (unchanged; see `tpipe topics list`)")
 
@@ -61,13 +67,16 @@ def _run_topics_list(args: argparse.Namespace) -> int:
     def body() -> None:
         infos = asyncio.run(list_topics(settings_from_args(KafkaSettings, args)))
         rows = [
-            {"topic": i.name, "partitions": i.partitions, "retention": format_retention(i.retention_ms),
-             "retention_ms": i.retention_ms, "records": i.records, "exists": True}
+            {"topic": i.name, "partitions": i.partitions, "replicas": i.replication, "min_isr": i.min_insync,
+             "retention": format_retention(i.retention_ms), "retention_ms": i.retention_ms, "records": i.records,
+             "exists": True}
             if i.exists
-            else {"topic": i.name, "partitions": None, "retention": "-", "records": "(missing)", "exists": False}
+            else {"topic": i.name, "partitions": None, "replicas": None, "min_isr": None, "retention": "-",
+                  "records": "(missing)", "exists": False}
             for i in infos
         ]
-        emit(["topic", "partitions", "retention", "records"], rows, fmt=args.format, null_text="-")
+        emit(["topic", "partitions", "replicas", "min_isr", "retention", "records"], rows, fmt=args.format,
+             null_text="-")
 
     return run_command("topics list", body)
 
@@ -106,6 +115,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                              "(default: env TPIPE_TOPIC_RETENTION_MS, else the broker's default)")
     create.add_argument("--partitions", type=int, metavar="N",
                         help="partitions of new topics (default: env TPIPE_TOPIC_PARTITIONS, else 3)")
+    create.add_argument("--replication-factor", type=int, metavar="N",
+                        help="copies of each partition (default: env TPIPE_TOPIC_REPLICATION_FACTOR, else one per "
+                             "broker, at most 3)")
+    create.add_argument("--min-insync-replicas", type=int, metavar="N",
+                        help="copies that must have a write before it is acknowledged (acks=all) (default: env "
+                             "TPIPE_TOPIC_MIN_INSYNC_REPLICAS, else the replication factor minus one, 1 to 2)")
     add_settings_arguments(create, KafkaSettings, skip=_TOPIC_FIELDS)
     create.set_defaults(func=_run_topics_create)
     lst = tsub.add_parser("list", help="the topics with partitions, retention and record counts")

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
 from consumers.errors import CommandError, StoreMissingError, UsageError
 from plumbing.logs import redact
@@ -39,6 +40,10 @@ def run_command(cmd: str, body: Callable[[], int | None]) -> int:
     except CommandError as exc:
         print(f"tpipe {cmd}: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except ValidationError as exc:  # settings from the environment: one line, not pydantic's block
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"tpipe {cmd}: error: {redact(reasons)}", file=sys.stderr)
+        return 2
     except (KafkaError, ValueError) as exc:
         print(f"tpipe {cmd}: error: {redact(str(exc) or repr(exc))}", file=sys.stderr)
         return 1

@@ -17,12 +17,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Column, Connection, Engine, MetaData, Table, create_engine, event, select
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
 
 __all__ = [
+    "create_tables",
     "is_transient",
     "insert_ignore",
     "make_engine",
@@ -57,8 +58,18 @@ def make_engine(url: str, metadata: MetaData | None = None) -> Engine:
             u = u.set(drivername="postgresql+psycopg2")
         engine = create_engine(u, pool_pre_ping=True, pool_size=2, max_overflow=2)
     if metadata is not None:
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
     return engine
+
+
+def create_tables(engine: Engine, metadata: MetaData) -> None:
+    """``metadata.create_all``, safe when several workers start at once on a new database:
+    PostgreSQL's ``CREATE TABLE IF NOT EXISTS`` is not (two sessions race on its catalog's unique
+    keys), so on PostgreSQL the creation holds a transaction-scoped advisory lock."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('tpipe.create_tables'))"))
+        metadata.create_all(conn)
 
 
 def insert_ignore(engine_or_dialect: Engine | str, table: Table) -> Insert:

@@ -1,5 +1,9 @@
 """A node's ``server.properties`` (rendered from ``deploy/kafka/server.properties.template``) and the
-one-time storage format (``kafka.tools.StorageTool format``)."""
+one-time storage format (``kafka.tools.StorageTool format``).
+
+A node is alone (node id 1, the only voter of its controller quorum, internal topics RF 1) or one of
+a local cluster's nodes (``Membership``: its id, the cluster id, every voter, the cluster's size,
+from which the internal topics' replication and ``min.insync.replicas`` follow)."""
 
 from __future__ import annotations
 
@@ -14,17 +18,37 @@ from pathlib import Path
 
 from localbroker.errors import BrokerError
 from localbroker.jars import deploy_dir, java_executable
+from plumbing.kafka_clients import fitted_replication
 
-__all__ = ["SCRAM_MECHANISMS", "NodeConfig", "format_storage", "kafka_command", "random_cluster_id", "render_properties"]
+__all__ = [
+    "SCRAM_MECHANISMS",
+    "Membership",
+    "NodeConfig",
+    "format_storage",
+    "kafka_command",
+    "random_cluster_id",
+    "render_properties",
+]
 
 log = logging.getLogger("tpipe.broker")
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A node's place in a local cluster: its id, the shared cluster id, the controller quorum
+    (``1@127.0.0.1:PORT,2@...``, every node a voter) and the number of nodes."""
+
+    node_id: int
+    cluster_id: str
+    quorum_voters: str
+    size: int
+
+
 @dataclass(slots=True)
 class NodeConfig:
-    """What differs between nodes: ports, data dir, the SASL user, extra properties."""
+    """What differs between nodes: ports, data dir, the SASL user, extra properties, the cluster."""
 
     port: int
     controller_port: int
@@ -33,6 +57,7 @@ class NodeConfig:
     username: str = ""
     password: str = ""
     overrides: dict[str, str] = field(default_factory=dict)
+    membership: Membership | None = None
 
     @property
     def sasl(self) -> bool:
@@ -70,9 +95,14 @@ def render_properties(cfg: NodeConfig) -> str:
     if cfg.overrides:
         extra.append("# overrides")
         extra += [f"{k}={v}" for k, v in cfg.overrides.items()]
+    member = cfg.membership
+    replication, min_insync = fitted_replication(member.size if member else 1)
     template = string.Template((deploy_dir() / "server.properties.template").read_text())
     return template.substitute(
-        controller_port=cfg.controller_port,
+        node_id=member.node_id if member else 1,
+        quorum_voters=member.quorum_voters if member else f"1@127.0.0.1:{cfg.controller_port}",
+        replication=replication,
+        min_insync=min_insync,
         listeners=",".join(listeners),
         advertised_listeners=",".join(advertised),
         log_dirs=str(cfg.kraft_dir),

@@ -17,9 +17,7 @@ with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for one user (``username``/``passwor
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -33,10 +31,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from localbroker.config import NodeConfig, format_storage, kafka_command, random_cluster_id, render_properties
+from localbroker.config import (
+    Membership,
+    NodeConfig,
+    format_storage,
+    kafka_command,
+    random_cluster_id,
+    render_properties,
+)
 from localbroker.errors import BrokerError
 from localbroker.jars import ensure_kafka_jars, kafka_version
 from localbroker.ports import load_state, pick_port, tcp_open
+from localbroker.process import die_with_parent, forget_running, note_running
 from localbroker.readiness import probe_metadata, run_coro
 from plumbing.settings import KafkaSettings, SaslMechanism
 
@@ -48,28 +54,13 @@ _STATE_FILE = "tpipe-broker.json"
 DEFAULT_HEAP = ("-Xms256m", "-Xmx768m")
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-
-
-_LIVE: set[LocalBroker] = set()
-
-
-@atexit.register
-def _stop_live_brokers() -> None:
-    for b in list(_LIVE):
-        with contextlib.suppress(Exception):
-            b.stop(timeout=15)
-
-
-
 class LocalBroker:
     """One Kafka 4.x node (broker+controller) on 127.0.0.1, run from Maven-resolved jars.
 
     ``port``/``controller_port``/``sasl_port`` = 0 picks free ports (kept across ``restart()``; with a
     persistent ``data_dir`` the previous run's ports are reused when still free). ``data_dir=None``
-    uses a temporary directory removed by ``cleanup()`` / the context manager.
+    uses a temporary directory removed by ``cleanup()`` / the context manager. ``membership`` makes
+    it one node of a local cluster (``localbroker.cluster.LocalCluster`` sets it, with fixed ports).
     """
 
     def __init__(
@@ -86,6 +77,7 @@ class LocalBroker:
         start_timeout: float = 120.0,
         overrides: dict[str, str] | None = None,
         die_with_parent: bool = False,
+        membership: Membership | None = None,
     ) -> None:
         self._req_port = port
         self._req_cport = controller_port
@@ -98,6 +90,7 @@ class LocalBroker:
         self.start_timeout = start_timeout
         self.overrides = dict(overrides or {})
         self.die_with_parent = die_with_parent
+        self.membership = membership
         self._owned_dir = data_dir is None
         self._data_dir: Path | None = Path(data_dir).resolve() if data_dir is not None else None
         self.port = 0
@@ -184,24 +177,34 @@ class LocalBroker:
         if self.is_running():
             return self
         t0 = time.monotonic()
-        libs = ensure_kafka_jars()
-        self._prepare(libs)
-        self._launch(libs)
+        self.launch()
+        self.wait_ready(t0 + self.start_timeout)
+        self.startup_seconds = time.monotonic() - t0
+        return self
+
+    def launch(self) -> LocalBroker:
+        """Everything ``start`` does except waiting: a cluster launches all its nodes, then waits
+        (a node serves only once a majority of the controller quorum runs)."""
+        if not self.is_running():
+            libs = ensure_kafka_jars()
+            self._prepare(libs)
+            self._launch(libs)
+        return self
+
+    def wait_ready(self, deadline: float) -> None:
+        """Until the launched node serves requests (SIGKILLed if it does not by ``deadline``)."""
         try:
-            self._wait_ready(t0 + self.start_timeout)
+            self._wait_ready(deadline)
         except BaseException:
             self.kill()
             raise
-        self.startup_seconds = time.monotonic() - t0
         log.info(
-            "kafka broker ready bootstrap=%s sasl_bootstrap=%s pid=%s data_dir=%s startup_s=%.2f",
+            "kafka broker ready bootstrap=%s sasl_bootstrap=%s pid=%s data_dir=%s",
             self.bootstrap,
             f"127.0.0.1:{self.sasl_port}" if self.sasl else "-",
             self.pid,
             self.data_dir,
-            self.startup_seconds,
         )
-        return self
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (Kafka's shutdown hook does a clean shutdown), wait, then SIGKILL. Returns the exit code."""
@@ -285,7 +288,7 @@ class LocalBroker:
 
     # -- internals --------------------------------------------------------------------------------
     def _release(self) -> None:
-        _LIVE.discard(self)
+        forget_running(self)
         if self._log_fh is not None:
             with contextlib.suppress(OSError):
                 self._log_fh.close()
@@ -307,7 +310,10 @@ class LocalBroker:
             taken.add(self.controller_port)
             if self.sasl:
                 self.sasl_port = pick_port(self._req_sport, state.get("sasl_port"), taken)
-        self.cluster_id = state.get("cluster_id") or random_cluster_id()
+        member = self.membership
+        if member is not None and formatted and state.get("cluster_id") not in (None, member.cluster_id):
+            raise BrokerError(f"{self.data_dir} belongs to another cluster ({state.get('cluster_id')})")
+        self.cluster_id = (member.cluster_id if member else None) or state.get("cluster_id") or random_cluster_id()
         if self.sasl:
             self.password = state.get("password") or self._req_password or secrets.token_hex(12)
             self.username = state.get("username") or self.username
@@ -330,7 +336,7 @@ class LocalBroker:
 
     def node_config(self) -> NodeConfig:
         return NodeConfig(self.port, self.controller_port, self.kraft_dir, self.sasl_port if self.sasl else 0,
-                          self.username, self.password, self.overrides)
+                          self.username, self.password, self.overrides, self.membership)
 
     def _launch(self, libs: Path) -> None:
         for p in (self.port, self.controller_port, self.sasl_port):
@@ -349,9 +355,9 @@ class LocalBroker:
             stderr=subprocess.STDOUT,
             cwd=self.data_dir,
             start_new_session=True,  # a Ctrl-C in a terminal reaches us; we stop the broker ourselves
-            preexec_fn=_die_with_parent if self.die_with_parent else None,
+            preexec_fn=die_with_parent if self.die_with_parent else None,
         )
-        _LIVE.add(self)
+        note_running(self)
         log.info("launched kafka broker pid=%d port=%d controller_port=%d", self._proc.pid, self.port,
                  self.controller_port)
 

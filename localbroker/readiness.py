@@ -42,10 +42,15 @@ def run_coro(factory: Callable[[], Awaitable[T]]) -> T:
 
 
 async def probe_metadata(
-    settings: KafkaSettings, deadline: float, check_alive: Callable[[], None], where: Callable[[], str]
+    settings: KafkaSettings,
+    deadline: float,
+    check_alive: Callable[[], None],
+    where: Callable[[], str],
+    *,
+    brokers: int = 1,
 ) -> None:
-    """Until a metadata request lists a broker; ``check_alive`` raises if the process died,
-    ``where`` describes the node for the error (address, log tail)."""
+    """Until a metadata request lists ``brokers`` brokers; ``check_alive`` raises if a process died,
+    ``where`` describes the node(s) for the error (address, log tail)."""
     last: BaseException | None = None
     while True:
         check_alive()
@@ -54,9 +59,9 @@ async def probe_metadata(
             await admin.start()
             cluster = await admin.describe_cluster()
             await admin.list_topics()
-            if cluster.get("brokers"):
+            if len(cluster.get("brokers") or ()) >= brokers:
                 return
-            last = BrokerError(f"metadata lists no brokers yet: {cluster}")
+            last = BrokerError(f"metadata lists {len(cluster.get('brokers') or ())} of {brokers} brokers: {cluster}")
         except Exception as e:  # not ready yet: retry until the deadline
             last = e
         finally:

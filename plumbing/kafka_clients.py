@@ -6,14 +6,18 @@ security settings, client ids and delivery guarantees are decided once.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import InvalidConfigurationError, for_code
+from aiokafka.errors import InvalidConfigurationError, KafkaError, TopicAlreadyExistsError, for_code
 
 from plumbing.settings import KafkaSettings
+
+log = logging.getLogger("tpipe.kafka")
 
 
 def _ssl_context(s: KafkaSettings) -> ssl.SSLContext | None:
@@ -132,21 +136,67 @@ TIMESTAMP_CONFIGS = {
 }
 
 
-def topic_configs(s: KafkaSettings) -> dict[str, str]:
-    """The configs every topic tpipe creates gets (retention, size, timestamp bounds)."""
+class TopicsNotCreatedError(KafkaError):  # type: ignore[misc]
+    """Kafka refused to create a topic (replication factor above the brokers, a policy, an ACL)."""
+
+    retriable = False
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else type(self).__name__
+
+
+def fitted_replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) that fit a cluster of ``brokers``: one copy per broker
+    up to 3, and writes go on with one copy missing (3 -> 2, 2 -> 1, 1 -> 1)."""
+    replication = max(1, min(3, brokers))
+    return replication, max(1, min(2, replication - 1))
+
+
+def topic_configs(s: KafkaSettings, *, min_insync: int | None = None) -> dict[str, str]:
+    """The configs every topic tpipe creates gets (retention, size, timestamp bounds, min ISR)."""
     configs = {**TIMESTAMP_CONFIGS, "max.message.bytes": str(s.topic_max_message_bytes)}
     if s.topic_retention_ms is not None:
         configs["retention.ms"] = str(s.topic_retention_ms)
+    min_insync = min_insync if min_insync is not None else s.topic_min_insync_replicas
+    if min_insync is not None:
+        configs["min.insync.replicas"] = str(min_insync)
     return configs
 
 
+async def topic_replication(s: KafkaSettings, admin: AIOKafkaAdminClient) -> tuple[int, int]:
+    """The replication factor and min.insync.replicas for new topics: the settings', the unset ones
+    fitted to the brokers the cluster lists now (``fitted_replication``)."""
+    rf, min_insync = s.topic_replication_factor, s.topic_min_insync_replicas
+    if rf is None or min_insync is None:
+        brokers = len((await admin.describe_cluster()).get("brokers") or ()) or 1
+        fit_rf, _ = fitted_replication(brokers)
+        rf = rf if rf is not None else fit_rf
+        min_insync = min_insync if min_insync is not None else fitted_replication(rf)[1]
+    if min_insync > rf:
+        raise TopicsNotCreatedError(
+            f"min.insync.replicas {min_insync} is above the replication factor {rf}: "
+            "no write could ever be acknowledged"
+        )
+    return rf, min_insync
+
+
 async def ensure_topics(
-    s: KafkaSettings, names: list[str], *, partitions: int | None = None, configs: dict[str, str] | None = None
+    s: KafkaSettings,
+    names: list[str],
+    *,
+    partitions: int | None = None,
+    configs: dict[str, str] | None = None,
+    strict: bool = False,
 ) -> list[str]:
     """Create the topics that are missing; returns the names created. Safe to call concurrently.
 
     ``configs`` are added to ``topic_configs`` (e.g. ``cleanup.policy=compact``). Existing topics are
-    left as they are (the forwarder adapts to their timestamp bounds)."""
+    left as they are (the forwarder adapts to their timestamp bounds). A topic
+    Kafka refuses to create (an ACL, a policy, a replication factor above the brokers) raises
+    ``TopicsNotCreatedError`` with Kafka's reason when ``strict`` (``tpipe topics create``, which also
+    returns only once the brokers list what it created); otherwise (a receiver or worker starting) the
+    refusal is logged and the process goes on: the topic may be created by someone else, and a write
+    to it fails with Kafka's own error."""
     admin = make_admin(s)
     try:
         await admin.start()
@@ -154,26 +204,53 @@ async def ensure_topics(
         missing = [n for n in dict.fromkeys(names) if n not in existing]
         if not missing:
             return []
-        configs = {**topic_configs(s), **(configs or {})}
+        rf, min_insync = await topic_replication(s, admin)
+        configs = {**topic_configs(s, min_insync=min_insync), **(configs or {})}
 
         def new_topics(topic_names: list[str], cfg: dict[str, str]) -> list[NewTopic]:
             return [
                 NewTopic(
                     name=n,
                     num_partitions=partitions or s.topic_partitions,
-                    replication_factor=s.topic_replication_factor,
+                    replication_factor=rf,
                     topic_configs=cfg,
                 )
                 for n in topic_names
             ]
 
-        refused = _config_refusals(await admin.create_topics(new_topics(missing, configs)))
+        response = await admin.create_topics(new_topics(missing, configs))
+        refused = _config_refusals(response)
+        refusals = {n: why for n, why in _refusals(response).items() if n not in refused}
         if refused:  # brokers before Kafka 3.6 lack the timestamp bounds (and accept any time by default)
             older = {k: v for k, v in configs.items() if k not in TIMESTAMP_CONFIGS}
-            await admin.create_topics(new_topics(refused, older))
-        return missing
+            refusals.update(_refusals(await admin.create_topics(new_topics(refused, older))))
+        for name, why in refusals.items():
+            if strict:
+                raise TopicsNotCreatedError(f"Kafka did not create topic {name}: {why}")
+            log.warning("topic not created", extra={"topic": name, "reason": why})
+        created = [n for n in missing if n not in refusals]
+        if strict:  # a command's next step (``topics list``) must find them; a producer waits by itself
+            await _until_listed(admin, created)
+        return created
     finally:
         await admin.close()
+
+
+async def _until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 10.0) -> None:
+    """Until the metadata lists ``names`` with a leader for every partition (the controller created
+    them; the brokers learn it a moment later), or ``timeout_s`` (a topic this client may not
+    describe never shows). Asks for all topics: naming one would auto-create it where allowed."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    want = set(names)
+    while True:
+        ready = {
+            t["topic"] for t in await admin.describe_topics()
+            if t["topic"] in want and t.get("error_code", 0) == 0 and t.get("partitions")
+            and all(p["leader"] >= 0 for p in t["partitions"])
+        }
+        if ready == want or asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.1)  # metadata poll interval
 
 
 def _config_refusals(response: Any) -> list[str]:
@@ -184,4 +261,17 @@ def _config_refusals(response: Any) -> list[str]:
         name, code = entry[0], entry[1]
         if code and for_code(code) is InvalidConfigurationError:
             out.append(name)
+    return out
+
+
+def _refusals(response: Any) -> dict[str, str]:
+    """Topic -> Kafka's reason, for the topics a CreateTopics response did not create (a topic a
+    concurrent creator made first counts as created)."""
+    out = {}
+    for entry in getattr(response, "topic_errors", ()):
+        name, code = entry[0], entry[1]
+        if not code or for_code(code) is TopicAlreadyExistsError:
+            continue
+        error = for_code(code).__name__
+        out[name] = f"{error}: {entry[2]}" if len(entry) > 2 and entry[2] else error
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -41,7 +41,15 @@ class KafkaSettings(BaseSettings):
 
     topic_prefix: str = Field("teslemetry", description="topics are <prefix>.<event type>, <prefix>.dlq ...")
     topic_partitions: int = Field(3, ge=1, description="partitions of topics tpipe creates")
-    topic_replication_factor: int = Field(1, ge=1, description="replication factor of topics tpipe creates")
+    topic_replication_factor: int | None = Field(
+        None, ge=1,
+        description="replication factor of topics tpipe creates (default: one copy per broker, at most 3)",
+    )
+    topic_min_insync_replicas: int | None = Field(
+        None, ge=1,
+        description="min.insync.replicas of topics tpipe creates (default: the replication factor minus one, "
+        "at least 1, at most 2: 3 copies -> 2)",
+    )
     topic_retention_ms: int | None = Field(
         None, description="retention.ms for topics tpipe creates (unset: the broker's default; -1: forever)"
     )
@@ -49,3 +57,13 @@ class KafkaSettings(BaseSettings):
         8 << 20, ge=1 << 20,
         description="max.message.bytes for topics tpipe creates (room for the largest accepted webhook body)",
     )
+
+    @field_validator("topic_min_insync_replicas")
+    @classmethod
+    def _min_insync_fits(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # A field validator (not a model validator): its error shows this field's input only, never secrets.
+        rf = info.data.get("topic_replication_factor")
+        if value is not None and rf is not None and value > rf:
+            raise ValueError(f"topic_min_insync_replicas {value} is above topic_replication_factor {rf}: "
+                             "no write could ever be acknowledged")
+        return value

@@ -46,13 +46,10 @@ from consumers.alerts.tables import (
     vehicle_errors,
 )
 from consumers.notify.model import Notification, notification_id
-from consumers.sqlstore import insert_ignore, unseen_events
+from consumers.sqlstore import create_tables, insert_ignore, unseen_events
 from schemas.times import format_ms, now_ms
 
 __all__ = ["AlertStore", "ApplyResult"]
-
-
-
 
 
 @dataclass
@@ -125,7 +122,7 @@ class AlertStore:
         self.outbox = outbox
 
     def create_tables(self) -> None:
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def apply(self, events: Sequence[ParsedEvent]) -> ApplyResult:
         """Apply ``events`` (any order, duplicates allowed) in one transaction."""

@@ -9,7 +9,8 @@ Tables (created on start):
                    ``event_id``) of the newest event it has evaluated.
 ``notify_outbox`` / ``notify_deliveries``  see ``consumers.notify.outbox``.
 
-Low balance: the balance is *low* when it is below the threshold. The alarm walks the events
+Low balance: the balance is *low* when it is below the threshold. Several workers may share the
+ledger: each batch locks the alarm's row first, so the alarm runs one batch at a time. The alarm walks the events
 newer than its cursor in ``created_at`` order: an armed alarm that meets a low balance enqueues one
 notification (in the batch's transaction) and disarms; a disarmed alarm re-arms at the first
 balance at or above the threshold. Events that arrive late (older than the cursor) are history,
@@ -45,7 +46,7 @@ from sqlalchemy import (
 from consumers.errors import InvalidEventError
 from consumers.notify.model import Notification, notification_id
 from consumers.notify.outbox import Outbox
-from consumers.sqlstore import insert_ignore, unseen_events
+from consumers.sqlstore import create_tables, insert_ignore, unseen_events
 from schemas.times import day_of_ms, format_ms, now_ms
 
 __all__ = ["ApplyResult", "CreditEvent", "CreditStore", "InvalidEventError", "metadata", "parse_event"]
@@ -181,7 +182,7 @@ class CreditStore:
         self.outbox = outbox
 
     def create_tables(self) -> None:
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def apply(self, events: Sequence[CreditEvent]) -> ApplyResult:
         result = ApplyResult()
@@ -201,8 +202,15 @@ class CreditStore:
     # --- low-balance alarm --------------------------------------------------------------------
 
     def _load_alarm(self, conn: Connection) -> _Alarm:
+        """The alarm's state, locked until the batch commits: workers sharing the ledger run the
+        alarm one batch after another (PostgreSQL: the row lock; SQLite: the write lock the insert
+        takes), so two batches never both fire from the same state."""
         assert self.low_balance is not None
-        r = conn.execute(select(credit_state).where(credit_state.c.key == LOW_BALANCE_KEY)).mappings().first()
+        conn.execute(insert_ignore(conn.dialect.name, credit_state).values(
+            key=LOW_BALANCE_KEY, threshold=None, armed=False, fired=0, updated_at_ms=now_ms()))
+        r = conn.execute(
+            select(credit_state).where(credit_state.c.key == LOW_BALANCE_KEY).with_for_update()
+        ).mappings().first()
         if r is not None and r["threshold"] == self.low_balance:
             return _Alarm(self.low_balance, r["armed"], r["cursor_ms"], r["cursor_event_id"], r["last_balance"], r["fired"])
         # New alarm or new threshold: armed, starting at the newest event already recorded (before

@@ -47,7 +47,7 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from consumers.lake.settings import LakeCatalogSettings
 from plumbing.retry import Backoff
@@ -198,6 +198,9 @@ def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:
         catalog.create_namespace(namespace)
     except NamespaceAlreadyExistsError:
         pass
+    except IntegrityError:  # workers starting together: another inserted it after pyiceberg's check
+        if not catalog.namespace_exists(namespace):
+            raise
     out: dict[str, Table] = {}
     for t in TABLES:
         ident = (namespace, t.name)

@@ -3,7 +3,9 @@
 The worker calls ``wake()`` after each committed batch; the dispatcher also polls every
 ``poll_interval_s`` so notifications left pending by a crash or a failing sink are retried.
 A sink's delivery is recorded right after it succeeds, so a crash in between re-sends to that sink
-only (at-least-once, same notification id).
+only (at-least-once, same notification id). On PostgreSQL, where several workers may share the
+outbox, each notification is claimed first (``Outbox.claim``: a row lock its transaction holds while
+it is delivered), so two dispatchers never deliver the same one.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from consumers.notify.model import Notification
 from consumers.notify.outbox import Outbox, PendingNotification
 from consumers.notify.sinks import DeliveryError, Sink
 
@@ -89,11 +92,27 @@ class Dispatcher:
         return done
 
     async def _deliver(self, p: PendingNotification) -> bool:
-        n = p.notification
+        if self.engine.dialect.name != "postgresql":  # SQLite: one worker process, nobody to race
+            return await self._deliver_to(p.notification, p.done_sinks, self.engine)
+        conn = await asyncio.to_thread(_begin, self.engine)
+        try:
+            done_sinks = await asyncio.to_thread(self.outbox.claim, conn, p.notification.notification_id)
+            if done_sinks is None:  # another dispatcher delivers it, or has done so
+                return False
+            complete = await self._deliver_to(p.notification, done_sinks, conn)
+            await asyncio.to_thread(conn.commit)
+            return complete
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()  # rolls back (lets go of the claim) unless committed
+
+    async def _deliver_to(self, n: Notification, done_sinks: frozenset[str], claim: Engine | Connection) -> bool:
+        """Deliver ``n`` to its sinks that do not have it yet; failures and completion are written
+        through ``claim`` (the claiming transaction, or the engine)."""
         wanted = [s for s in self.sinks if n.sinks is None or s.name in n.sinks]
         complete = True
         for sink in wanted:
-            if sink.name in p.done_sinks:
+            if sink.name in done_sinks:
                 continue
             try:
                 status = await sink.deliver(n)
@@ -103,14 +122,20 @@ class Dispatcher:
                     "notification delivery failed; will retry",
                     extra={"notification_id": n.notification_id, "sink": sink.name, "error": str(exc)},
                 )
-                await asyncio.to_thread(self.outbox.record_failure, self.engine, n.notification_id, str(exc))
+                await asyncio.to_thread(self.outbox.record_failure, claim, n.notification_id, str(exc))
                 _count(sink.name, "failed")
                 continue
             await asyncio.to_thread(self.outbox.record_delivery, self.engine, n.notification_id, sink.name, status)
             _count(sink.name, status)
         if complete:
-            await asyncio.to_thread(self.outbox.mark_done, self.engine, n.notification_id)
+            await asyncio.to_thread(self.outbox.mark_done, claim, n.notification_id)
         return complete
+
+
+def _begin(engine: Engine) -> Connection:
+    conn = engine.connect()
+    conn.begin()
+    return conn
 
 
 def _count(sink: str, outcome: str) -> None:

@@ -6,6 +6,11 @@ or redelivered event never enqueues it twice. ``notify_deliveries`` holds one ro
 sink) once that sink has it (``delivered``) or gave up and dead-lettered it (``dead_lettered``).
 A notification is done (``done_at_ms`` set) when every sink it is meant for has a delivery row.
 
+Several workers may share the database (a consumer group of several processes), each with its own
+dispatcher: on PostgreSQL a dispatcher ``claim``s a notification (a row lock, ``FOR UPDATE SKIP
+LOCKED``, held by its transaction while it delivers), so no two deliver the same one; a dispatcher
+that dies lets go with its connection. SQLite is for one worker process (no claim).
+
 All functions are synchronous and take a SQLAlchemy ``Connection`` (the caller owns the
 transaction) or an ``Engine`` (the function runs its own short transaction).
 """
@@ -29,6 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.sql.expression import Executable
 
 from consumers.notify.model import Notification
 from consumers.sqlstore import insert_ignore
@@ -119,6 +125,18 @@ class Outbox:
             out.append(PendingNotification(n, frozenset(done[n.notification_id]), r["attempts"]))
         return out
 
+    def claim(self, conn: Connection, notification_id: str) -> frozenset[str] | None:
+        """In the caller's transaction: lock the notification for delivering it, skipping it when
+        another dispatcher holds it; returns the sinks that already have it, or None when it is taken
+        or done. ``record_failure`` and ``mark_done`` for it must then use this same ``conn``."""
+        t, d = self.table, self.deliveries
+        row = conn.execute(
+            select(t.c.done_at_ms).where(t.c.notification_id == notification_id).with_for_update(skip_locked=True)
+        ).first()
+        if row is None or row.done_at_ms is not None:
+            return None
+        return frozenset(conn.execute(select(d.c.sink).where(d.c.notification_id == notification_id)).scalars())
+
     def record_delivery(self, engine: Engine, notification_id: str, sink: str, status: str) -> None:
         with engine.begin() as conn:
             conn.execute(
@@ -127,21 +145,15 @@ class Outbox:
                 )
             )
 
-    def record_failure(self, engine: Engine, notification_id: str, error: str) -> None:
+    def record_failure(self, target: Engine | Connection, notification_id: str, error: str) -> None:
         t = self.table
-        with engine.begin() as conn:
-            conn.execute(
-                update(t).where(t.c.notification_id == notification_id)
-                .values(attempts=t.c.attempts + 1, last_error=error[:2000])
-            )
+        _execute(target, update(t).where(t.c.notification_id == notification_id)
+                 .values(attempts=t.c.attempts + 1, last_error=error[:2000]))
 
-    def mark_done(self, engine: Engine, notification_id: str) -> None:
+    def mark_done(self, target: Engine | Connection, notification_id: str) -> None:
         t = self.table
-        with engine.begin() as conn:
-            conn.execute(
-                update(t).where(t.c.notification_id == notification_id, t.c.done_at_ms.is_(None))
-                .values(done_at_ms=now_ms())
-            )
+        _execute(target, update(t).where(t.c.notification_id == notification_id, t.c.done_at_ms.is_(None))
+                 .values(done_at_ms=now_ms()))
 
     def counts(self, engine: Engine) -> dict[str, int]:
         """``{"pending": n, "done": n}`` for metrics and reports."""
@@ -162,3 +174,12 @@ class Outbox:
         for r in rows:
             r["deliveries"] = deliveries.get(str(r["notification_id"]), {})
         return rows
+
+
+def _execute(target: Engine | Connection, stmt: Executable) -> None:
+    """``stmt`` in the caller's transaction (a ``Connection``), or in a short one of its own."""
+    if isinstance(target, Connection):
+        target.execute(stmt)
+        return
+    with target.begin() as conn:
+        conn.execute(stmt)

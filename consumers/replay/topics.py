@@ -1,4 +1,4 @@
-"""``tpipe topics create|list``: the contract's topics, their partitions, retention and size."""
+"""``tpipe topics create|list``: the contract's topics, their partitions, replication, retention and size."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aiokafka.structs import TopicPartition
 
 from consumers.replay.kafka_meta import topic_partitions
 from consumers.replay.selection import ReplayError
-from plumbing.kafka_clients import ensure_topics, make_admin, make_consumer
+from plumbing.kafka_clients import ensure_topics, make_admin, make_consumer, topic_replication
 from plumbing.settings import KafkaSettings
 from schemas.times import parse_duration_ms
 from schemas.topics import all_topics
@@ -51,23 +51,42 @@ class TopicInfo:
     name: str
     exists: bool
     partitions: int = 0
+    replication: int = 0  # replicas of its first partition
+    min_insync: str | None = None  # its min.insync.replicas (the broker's default when not set on it)
     retention_ms: int | None = None
     records: int = 0  # end - beginning offsets, summed over partitions
 
 
 async def create_topics(
-    settings: KafkaSettings, *, retention_ms: int | None = None, partitions: int | None = None
-) -> tuple[list[str], list[str]]:
-    """Create the contract's missing topics; returns (created, already there)."""
+    settings: KafkaSettings,
+    *,
+    retention_ms: int | None = None,
+    partitions: int | None = None,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
+) -> tuple[list[str], list[str], tuple[int, int]]:
+    """Create the contract's missing topics; returns (created, already there, (replication factor,
+    min.insync.replicas) of the created ones)."""
     update: dict[str, object] = {}
     if retention_ms is not None:
         update["topic_retention_ms"] = retention_ms
     if partitions is not None:
         update["topic_partitions"] = partitions
+    if replication_factor is not None:
+        update["topic_replication_factor"] = replication_factor
+    if min_insync_replicas is not None:
+        update["topic_min_insync_replicas"] = min_insync_replicas
     s = settings.model_copy(update=update) if update else settings
+    admin = make_admin(s)
+    await admin.start()
+    try:
+        rf, min_insync = await topic_replication(s, admin)
+    finally:
+        await admin.close()
+    s = s.model_copy(update={"topic_replication_factor": rf, "topic_min_insync_replicas": min_insync})
     names = all_topics(s.topic_prefix)
-    created = await ensure_topics(s, names, partitions=partitions)
-    return created, [n for n in names if n not in created]
+    created = await ensure_topics(s, names, partitions=partitions, strict=True)
+    return created, [n for n in names if n not in created], (rf, min_insync)
 
 
 async def list_topics(settings: KafkaSettings) -> list[TopicInfo]:
@@ -78,15 +97,21 @@ async def list_topics(settings: KafkaSettings) -> list[TopicInfo]:
     try:
         existing = await topic_partitions(admin)
         present = [n for n in names if n in existing]
+        replicas = {t["topic"]: len(t["partitions"][0]["replicas"]) for t in await admin.describe_topics()
+                    if t["topic"] in present and t.get("error_code", 0) == 0 and t.get("partitions")}
         retention: dict[str, int | None] = {}
+        min_insync: dict[str, str] = {}
         if present:
-            resources = [ConfigResource(ConfigResourceType.TOPIC, n, {"retention.ms": None}) for n in present]
+            resources = [ConfigResource(ConfigResourceType.TOPIC, n, {"retention.ms": None, "min.insync.replicas": None})
+                         for n in present]
             for resp in await admin.describe_configs(resources):
                 for res in resp.resources:
                     name, entries = res[3], res[4]
                     for entry in entries:
                         if entry[0] == "retention.ms" and entry[1] is not None:
                             retention[name] = int(entry[1])
+                        elif entry[0] == "min.insync.replicas" and entry[1] is not None:
+                            min_insync[name] = entry[1]
     finally:
         await admin.close()
     counts: dict[str, int] = {}
@@ -102,7 +127,8 @@ async def list_topics(settings: KafkaSettings) -> list[TopicInfo]:
         for tp in tps:
             counts[tp.topic] = counts.get(tp.topic, 0) + max(ends[tp] - begins[tp], 0)
     return [
-        TopicInfo(n, n in existing, len(existing.get(n, ())), retention.get(n), counts.get(n, 0))
+        TopicInfo(n, n in existing, len(existing.get(n, ())), replicas.get(n, 0), min_insync.get(n),
+                  retention.get(n), counts.get(n, 0))
         if n in existing
         else TopicInfo(n, False)
         for n in names

@@ -65,7 +65,7 @@ def test_topics_create_with_retention_and_partitions_then_list(
     assert run_cli("topics", "list", *kafka_args(s)) == 0
     listing = capsys.readouterr().out.splitlines()
     rows = {ln.split()[0]: ln.split()[1:] for ln in listing[1:]}
-    assert rows == {n: ["2", "30d", "0"] for n in names}
+    assert rows == {n: ["2", "1", "1", "30d", "0"] for n in names}  # partitions, replicas, min ISR (one broker)
 
 
 @pytest.mark.kafka
