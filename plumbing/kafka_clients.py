@@ -13,8 +13,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import InvalidConfigurationError, KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import InvalidConfigurationError, TopicAlreadyExistsError, for_code
 
+from plumbing.errors import TopicsNotCreatedError
 from plumbing.settings import KafkaSettings
 
 log = logging.getLogger("tpipe.kafka")
@@ -134,15 +135,6 @@ TIMESTAMP_CONFIGS = {
     "message.timestamp.after.max.ms": ANY_TIME_MS,
     "message.timestamp.before.max.ms": ANY_TIME_MS,
 }
-
-
-class TopicsNotCreatedError(KafkaError):  # type: ignore[misc]
-    """Kafka refused to create a topic (replication factor above the brokers, a policy, an ACL)."""
-
-    retriable = False
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else type(self).__name__
 
 
 def fitted_replication(brokers: int) -> tuple[int, int]:

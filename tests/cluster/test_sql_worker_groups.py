@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from consumers.alerts.events import parse_event as parse_alert
 from consumers.alerts.store import AlertStore
-from consumers.alerts.store import parse_event as parse_alert
 from consumers.credits.store import CreditStore
 from consumers.sqlstore import make_engine
 from localbroker import LocalCluster
