@@ -15,6 +15,7 @@ import logging
 import threading
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from aiokafka.structs import TopicPartition
 from pyiceberg.exceptions import CommitFailedException
@@ -80,7 +81,7 @@ def test_the_second_commit_on_stale_metadata_conflicts_reloads_and_lands(
     stale = open_catalog(lake).load_table((lake.namespace, "telemetry"))
     assert a.flush() == 10
     with pytest.raises(CommitFailedException):  # pyiceberg itself, on metadata another commit made stale: no re-base
-        stale.append(b._arrow())
+        stale.append(pa.concat_tables([t for _, t in b._day_tables()]))
     with caplog.at_level(logging.WARNING, logger="consumers.lake"):
         assert b.flush() == 14  # the sink: conflict, reload, append again
     conflicts = [r for r in caplog.records if r.getMessage() == "lake commit conflict, reloading"]
